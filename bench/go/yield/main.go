@@ -1,0 +1,40 @@
+// Command yield measures the cost of a voluntary context switch: two
+// goroutines each call runtime.Gosched n times and the wall time until both
+// finish is divided by the total number of Gosched calls (2n).
+//
+// Go twin of the goro C++ benchmark bench/yield.cpp.
+package main
+
+import (
+	"flag"
+	"runtime"
+	"sync"
+	"time"
+
+	"goro/bench/go/internal/benchutil"
+)
+
+func run(n int) time.Duration {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	loop := func() {
+		defer wg.Done()
+		for i := 0; i < n; i++ {
+			runtime.Gosched()
+		}
+	}
+	start := time.Now()
+	go loop()
+	go loop()
+	wg.Wait()
+	return time.Since(start)
+}
+
+func main() {
+	n := flag.Int("n", 2000000, "Gosched calls per goroutine")
+	reps := flag.Int("reps", 5, "repetitions (the median is reported)")
+	flag.Parse()
+
+	d := benchutil.MedianDuration("yield", *reps, func() time.Duration { return run(*n) })
+	benchutil.Report("yield", float64(d.Nanoseconds())/float64(2*(*n)), "ns/op")
+}

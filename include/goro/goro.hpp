@@ -1,0 +1,12 @@
+// goro/goro.hpp — the umbrella header: Go's concurrency model for C++20.
+//
+//   goro/runtime.hpp      run, go, yield, maxprocs, num_fibers, options
+//   goro/fiber_local.hpp  fiber_local<T>: per-fiber variables
+//   goro/sync.hpp         wait_group (more primitives to come)
+//   goro/dump.hpp         dump(): every fiber and what it waits on
+#pragma once
+
+#include "goro/dump.hpp"
+#include "goro/fiber_local.hpp"
+#include "goro/runtime.hpp"
+#include "goro/sync.hpp"

@@ -1,0 +1,124 @@
+// goro/runtime.hpp — starting the runtime and spawning fibers.
+//
+// This header declares:
+//   goro::options        how many processors, how big a stack, guard budget
+//   goro::run(fn)        Go's `func main()`: run fn as the main fiber
+//   goro::go(f, args...) Go's `go f(args...)`
+//   goro::yield()        Go's `runtime.Gosched()`
+//   goro::maxprocs()     Go's `runtime.GOMAXPROCS(0)`
+//   goro::num_fibers()   Go's `runtime.NumGoroutine()`
+//   goro::fiber_id()     the calling fiber's id (0 on a plain OS thread)
+//   goro::runtime_error  thrown on misuse of the runtime itself
+//
+// Model. Fibers are stackful coroutines scheduled M:N: `maxprocs` logical
+// processors (P), each driven by one OS worker thread (M), with per-P run
+// queues and work stealing. See HACKING.md for the scheduler in depth.
+//
+// Preemption. Scheduling is cooperative: a fiber gives up its worker only when
+// it blocks in a goro call or calls goro::yield(). A fiber that spins forever
+// without either keeps its worker (and delays run()'s return until it yields).
+//
+// Thread-locals. A fiber may resume on a different OS thread after any
+// blocking goro call or yield(). A `thread_local` read before such a call and
+// again after it may therefore be another thread's copy (and compilers may
+// cache a thread_local's address across the call). Use goro::fiber_local<T>
+// (goro/fiber_local.hpp) for per-fiber state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "goro/detail/task.hpp"
+
+namespace goro {
+
+// Misuse of the runtime: run() nested or concurrent, go() with no runtime.
+class runtime_error : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// Runtime options. An aggregate: `goro::run({.maxprocs = 2}, fn)`.
+struct options {
+  // Number of logical processors (worker threads running fibers at once).
+  // 0: $GOMAXPROCS if set to a positive integer, else the number of CPUs this
+  // process may run on (sched_getaffinity), capped by the cgroup CPU quota
+  // rounded up (never below 2 because of a fractional quota, as Go 1.25).
+  int maxprocs = 0;
+
+  // Usable bytes of each fiber stack, rounded up to whole pages. 0: the
+  // default, 256 KiB. Stacks do not grow (unlike Go's): this is virtual
+  // address space, committed lazily page by page, so a parked fiber that
+  // touched little of its stack costs about one 4 KiB page of memory.
+  std::size_t stack_size = 0;
+
+  // How many stacks get an inaccessible guard page below them. Each guard
+  // costs the process two memory mappings, and Linux caps mappings per
+  // process (vm.max_map_count, 65530 by default), so beyond this budget stacks
+  // are carved from shared slabs with no guard page; their overflow is caught
+  // by a check at every context switch (the stack pointer and a 64-byte zero
+  // canary at the bottom of the stack) instead of at the faulting write.
+  // -1: the default, 8192. 0: no guard pages at all.
+  long guarded_stacks = -1;
+};
+
+// Runs `main_fn` as the main fiber on a fresh runtime and returns when it
+// returns. An exception escaping `main_fn` is rethrown here after shutdown.
+// Fibers still alive when `main_fn` returns are unwound: a parked or runnable
+// fiber is resumed with an internal exception thrown from the goro call it is
+// blocked in (catch it only with `catch (...) { throw; }`), so destructors
+// run; a fiber that never started just has its function destroyed. A fiber
+// that blocks again from a destructor during that unwinding aborts the
+// process with a message, since it can't be unwound twice.
+// run() may be called again after it returns. Throws goro::runtime_error if
+// called from a fiber or while another run() is active.
+void run(options opts, detail::task main_fn);
+inline void run(detail::task main_fn) { run(options{}, std::move(main_fn)); }
+
+namespace detail {
+void spawn(task t);
+}  // namespace detail
+
+// Starts `f(args...)` in a new fiber, like Go's `go f(args...)`. `f` and
+// `args` are decay-copied (or moved) into the fiber, as std::thread does;
+// pass std::ref to share. Callable from any fiber, and from any OS thread
+// while run() is active; throws goro::runtime_error when no runtime is
+// running. An exception escaping `f` is fatal, like a Go panic: the runtime
+// prints `goro: panic in fiber N: <what()>` and a fiber dump to stderr, then
+// calls std::abort().
+template <class F, class... Args>
+void go(F&& f, Args&&... args) {
+  static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
+                "goro::go: f is not callable with these arguments");
+  if constexpr (sizeof...(Args) == 0) {
+    detail::spawn(detail::task(std::forward<F>(f)));
+  } else {
+    detail::spawn(detail::task(
+        [fn = std::decay_t<F>(std::forward<F>(f)),
+         tup = std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)]() mutable {
+          std::apply(std::move(fn), std::move(tup));
+        }));
+  }
+}
+
+// Lets other runnable fibers run, like runtime.Gosched(); the caller stays
+// runnable and resumes later, possibly on another worker thread. On a plain
+// OS thread it calls std::this_thread::yield().
+void yield();
+
+// The number of logical processors of the running runtime; with no runtime
+// running, the number run() would use by default.
+int maxprocs();
+
+// The number of fibers that exist (started and not finished, including the
+// main fiber and fibers not yet scheduled). 0 with no runtime running.
+std::int64_t num_fibers();
+
+// The calling fiber's id (the main fiber is 1), or 0 on a plain OS thread.
+std::uint64_t fiber_id();
+
+}  // namespace goro

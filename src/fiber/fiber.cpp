@@ -1,0 +1,187 @@
+// src/fiber/fiber.cpp — context switching, fiber entry/exit, park and yield.
+//
+// One switch, from context A (a fiber or a worker's g0) to context B:
+//   1. A records in its worker's `sw` what must happen to A once it is off
+//      its stack (requeue / park+unlock / release) and checks its stack;
+//   2. jump_to(): sanitizer hand-off, then boost::context's jump_fcontext,
+//      passing &sw;
+//   3. B resumes (inside jump_to's caller, or in fiber_entry for a new fiber),
+//      finishes the sanitizer hand-off and runs after_switch(), which stores
+//      A's saved context into A and performs the recorded action.
+// Only after step 3 can another worker see A as runnable, so nobody resumes a
+// fiber whose registers are not saved yet.
+//
+// The worker is re-read with current_worker() after every jump: the code
+// after a jump in a fiber may run on another OS thread than the code before.
+#include <cinttypes>
+#include <cstdio>
+#include <exception>
+
+#include "fiber/sanitizer.hpp"
+#include "fiber/stack.hpp"
+#include "goro/runtime.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+
+void destroy_locals(fiber* f);                 // fiber_local.cpp
+void print_panic(fiber* f, const char* what);  // runtime.cpp
+
+namespace {
+
+void check_stack(fiber* f, bool read_canary = false) {
+  char probe;
+  if (stack_overflowed(f->stk, &probe, read_canary)) {
+    fatal("goro: stack overflow in fiber %" PRIu64 " (stack of %zu bytes; see options::stack_size)",
+          f->id, f->stk.size);
+  }
+}
+
+// First run of a fiber: attach a stack and build its initial context.
+void start(worker* w, fiber* f) {
+  f->stk = w->p->stacks.get();
+  f->ctx = bctx::make_fcontext(f->stk.top(), f->stk.size, &fiber_entry);
+  f->tsan = san::tsan_create();
+}
+
+// Back in a fiber after a jump: finish the hand-off and, at shutdown, start
+// unwinding its stack (once).
+void resumed(fiber* self, bctx::transfer_t t) {
+  san::asan_finish_switch(self->asan_fake_stack);
+  after_switch(t);
+  if (self->unwinding && !self->unwind_thrown) {
+    self->unwind_thrown = true;
+    throw forced_unwind{};
+  }
+}
+
+}  // namespace
+
+bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
+  void** fake =
+      from_dying ? nullptr : (from != nullptr ? &from->asan_fake_stack : &w->g0_asan_fake_stack);
+  if (to != nullptr) {
+    w->current = to;
+    if (to->ctx == nullptr) start(w, to);
+    san::asan_start_switch(fake, to->stk.lo, to->stk.size);
+    san::tsan_switch_to(to->tsan);
+    return bctx::jump_fcontext(to->ctx, &w->sw);
+  }
+  w->current = nullptr;
+  san::asan_start_switch(fake, w->g0_stack_lo, w->g0_stack_size);
+  san::tsan_switch_to(w->g0_tsan);
+  return bctx::jump_fcontext(w->g0, &w->sw);
+}
+
+void after_switch(bctx::transfer_t t) {
+  worker* w = current_worker();
+  switch_record& sw = *static_cast<switch_record*>(t.data);
+  fiber* from = sw.from;
+  if (from == nullptr) {
+    w->g0 = t.fctx;
+    return;
+  }
+  from->ctx = t.fctx;
+  const after action = sw.action;
+  sw.action = after::nothing;
+  switch (action) {
+    case after::nothing:
+      break;
+    case after::requeue:
+      set_state(from, fiber_state::running, fiber_state::runnable);
+      runq_put(w->p, from, false);
+      break;
+    case after::park:
+      set_state(from, fiber_state::running, fiber_state::parked);
+      if (!sw.unlock(sw.unlock_arg)) {
+        set_state(from, fiber_state::parked, fiber_state::runnable);
+        runq_put(w->p, from, true);
+      }
+      break;
+    case after::release:
+      release_fiber(w, from);
+      break;
+  }
+}
+
+void release_fiber(worker* w, fiber* f) {
+  w->p->stacks.put(f->stk);
+  san::tsan_destroy(f->tsan);
+  registry_remove(w->s, f);
+  w->s->live.fetch_sub(1, std::memory_order_relaxed);
+  free_fiber(w->s, w->p, f);
+}
+
+void fiber_entry(bctx::transfer_t t) {
+  san::asan_finish_switch(nullptr);
+  after_switch(t);
+  fiber* self = current_worker()->current;
+  try {
+    task fn = std::move(self->fn);
+    fn();
+  } catch (const forced_unwind&) {
+    // Shutdown unwinding reached the bottom of the stack: done.
+  } catch (const std::exception& e) {
+    print_panic(self, e.what());
+  } catch (...) {
+    print_panic(self, "exception not derived from std::exception");
+  }
+  exit_fiber();
+}
+
+void exit_fiber() {
+  worker* w = current_worker();
+  fiber* self = w->current;
+  destroy_locals(self);
+  check_stack(self, /*read_canary=*/true);
+  set_state(self, fiber_state::running, fiber_state::dead);
+  w->sw = switch_record{self, after::release, nullptr, nullptr};
+  fiber* next = w->s->stopping.load(std::memory_order_relaxed) ? nullptr : find_local(w);
+  if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
+  jump_to(w, self, next, /*from_dying=*/true);
+  fatal("goro: internal error: a dead fiber was resumed");
+}
+
+void park(park_callback unlock, void* arg, const char* reason) {
+  worker* w = current_worker();
+  fiber* self = w != nullptr ? w->current : nullptr;
+  if (self == nullptr) fatal("goro: internal error: park() outside a fiber");
+  if (self->unwind_thrown) {
+    fatal("goro: fiber %" PRIu64
+          " blocked (%s) while being unwound at exit; a destructor may not block then, and "
+          "catch (...) must rethrow",
+          self->id, reason);
+  }
+  self->wait_reason = reason;
+  check_stack(self);
+  w->sw = switch_record{self, after::park, unlock, arg};
+  fiber* next = w->s->stopping.load(std::memory_order_relaxed) ? nullptr : find_local(w);
+  if (next != nullptr && next->ctx == nullptr) {
+    // Starting a fiber means attaching a stack and faulting in its first page
+    // (microseconds), all while the caller's lock is still held until
+    // after_switch. Let g0 release the lock first and start it from there.
+    w->handoff = next;
+    next = nullptr;
+  }
+  if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
+  bctx::transfer_t t = jump_to(w, self, next, false);
+  self->wait_reason = nullptr;
+  resumed(self, t);
+}
+
+void yield_fiber() {
+  worker* w = current_worker();
+  fiber* self = w->current;
+  check_stack(self);
+  const bool stopping = w->s->stopping.load(std::memory_order_relaxed);
+  fiber* next = stopping ? nullptr : find_local(w);
+  // Nothing else runnable here: keep running (to g0 at shutdown, so the worker
+  // can exit).
+  if (next == nullptr && !stopping) return;
+  if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
+  w->sw = switch_record{self, after::requeue, nullptr, nullptr};
+  bctx::transfer_t t = jump_to(w, self, next, false);
+  resumed(self, t);
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,129 @@
+// src/fiber/stack.hpp — fiber stacks: mmap'd, lazily committed, pooled.
+//
+// Layout of one stack (addresses grow to the right):
+//
+//   [guard page, PROT_NONE]? [canary 64 B | usable ........................ top)
+//                             ^ lo                                          ^ lo + size
+//
+// Two kinds of stack, chosen when a stack is first mapped:
+//  * guarded: its own mapping with a PROT_NONE page below `lo`. Overflow faults
+//    at once; the SIGSEGV handler (overflow.cpp) names the fiber. Each costs
+//    the process two VMAs, so at most `guarded_budget` exist (options).
+//  * slab: carved from a large shared mapping of `kSlabStacks` stacks that the
+//    kernel keeps as one VMA (this is why 1M parked fibers fit in
+//    vm.max_map_count = 65530). No guard page. Overflow is caught in two
+//    places instead of at the faulting write:
+//      - at every context switch, if the stack pointer is inside the lowest
+//        kRedZoneBytes (or outside the stack): free, touches no memory;
+//      - when the fiber exits, if any of the lowest kCanaryBytes is non-zero.
+//        Untouched anonymous memory reads as zero, so the canary costs no
+//        write; it is not read at every switch because even reading an
+//        untouched page maps it and adds a page of RSS per parked fiber.
+//    Trade-off: an overflow can scribble on the stack below (another fiber's)
+//    before a check sees it, and a fiber that overflowed, returned, and then
+//    stays parked is only caught when it exits. The checks turn overflow into
+//    an abort with `goro: stack overflow in fiber N` rather than silent
+//    corruption later. Guarded stacks are handed out first, so programs with
+//    fewer than `guarded_budget` live fibers never rely on this.
+//
+// Memory is mapped MAP_NORESERVE (committed on first touch) and
+// MADV_NOHUGEPAGE (a transparent huge page would commit 2 MiB per stack).
+//
+// Pooling: each P keeps a small cache (no lock, owner only); overflow and
+// refill move batches to and from the global pool (mutex). The pool keeps up
+// to kPoolKeepCommitted used ("warm") stacks as they are; further returned
+// stacks have their pages given back (MADV_DONTNEED, in address-sorted batches
+// so neighbours coalesce into one call) and join the "cold" list with fresh
+// ones, so a burst of fibers does not pin its RSS forever. Warm stacks are
+// reused first. Cold stacks get their top page committed with
+// MADV_POPULATE_WRITE when taken (one syscall instead of a page fault).
+// All mappings are unmapped when the runtime shuts down.
+//
+// Alternatives rejected: segmented/copying stacks (Go's) need compiler
+// support; one mapping per stack with a guard runs out of VMAs at ~32k.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+
+namespace goro::detail {
+
+struct stack {
+  char* lo = nullptr;    // lowest usable byte (the canary starts here)
+  std::size_t size = 0;  // usable bytes; the top is lo + size
+  bool guarded = false;  // a PROT_NONE page lies just below lo
+
+  explicit operator bool() const { return lo != nullptr; }
+  char* top() const { return lo + size; }
+};
+
+// Bytes at the bottom of a slab stack that must stay zero.
+inline constexpr std::size_t kCanaryBytes = 64;
+// A stack pointer this close to the bottom at a switch counts as overflow:
+// the frames below it (a signal frame, the switch itself) would not fit.
+inline constexpr std::size_t kRedZoneBytes = 1024;
+
+// True if the stack looks overflowed. `sp` is an address in the current frame
+// of the fiber that runs on `s`; `read_canary` also checks the canary (at
+// fiber exit only, see above). Guarded stacks need no check.
+bool stack_overflowed(const stack& s, const void* sp, bool read_canary);
+
+class stack_pool {
+ public:
+  stack_pool(std::size_t stack_size, long guarded_budget);
+  ~stack_pool();  // unmaps everything; no stack may be in use
+  stack_pool(const stack_pool&) = delete;
+  stack_pool& operator=(const stack_pool&) = delete;
+
+  std::size_t stack_size() const { return size_; }
+
+  // Moves up to `n` stacks into `out` (mapping new ones as needed). Throws
+  // std::bad_alloc if the kernel refuses memory.
+  void take(std::vector<stack>& out, std::size_t n);
+  // Returns stacks to the pool; empties `in`.
+  void give(std::vector<stack>& in);
+
+ private:
+  void map_slab() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void map_guarded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::size_t size_;  // usable bytes per stack, page multiple
+  const std::size_t page_;
+  const std::size_t guarded_budget_;
+  std::mutex mu_;
+  std::vector<stack> warm_ ABSL_GUARDED_BY(mu_);     // free, may hold committed pages
+  std::vector<stack> cold_ ABSL_GUARDED_BY(mu_);     // free, no committed pages
+  std::vector<stack> to_trim_ ABSL_GUARDED_BY(mu_);  // free, pages to be dropped
+  std::atomic<bool> populate_ok_{true};              // MADV_POPULATE_WRITE supported
+  struct mapping {
+    void* addr;
+    std::size_t len;
+  };
+  std::vector<mapping> mappings_ ABSL_GUARDED_BY(mu_);
+  std::size_t guarded_count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Per-P cache in front of the pool; owned by one P, so unsynchronized.
+class stack_cache {
+ public:
+  explicit stack_cache(stack_pool* pool) : pool_(pool) {}
+  ~stack_cache() { flush(); }
+  stack_cache(const stack_cache&) = delete;
+  stack_cache& operator=(const stack_cache&) = delete;
+
+  stack get();
+  void put(stack s);
+  void flush();  // everything back to the pool
+
+ private:
+  static constexpr std::size_t kMax = 64;    // cached stacks per P
+  static constexpr std::size_t kBatch = 32;  // moved per refill/spill
+  stack_pool* pool_;
+  std::vector<stack> cache_;
+};
+
+}  // namespace goro::detail

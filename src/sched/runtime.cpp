@@ -1,0 +1,307 @@
+// src/sched/runtime.cpp — goro::run and the runtime's life cycle.
+//
+// Shutdown protocol, in order:
+//   1. The main fiber's function returns (or throws: the exception is kept).
+//   2. It calls stop_workers(): `stopping` is set and every sleeping worker
+//      is woken. From now on no worker picks up new work: a fiber that blocks,
+//      yields or exits switches to its worker's g0, which exits its loop.
+//      (Fibers are not preempted: one spinning without blocking delays this.)
+//   3. The main fiber wakes run()'s caller thread (main_done futex) and exits.
+//   4. The caller joins every worker thread, then closes the gate that lets
+//      plain OS threads call go() (they get goro::runtime_error from now on).
+//   5. The caller becomes a worker itself (with P 0) and unwinds every fiber
+//      still registered: a fiber that never ran has its function destroyed; a
+//      fiber that ran is resumed with `unwinding` set, so the goro call it is
+//      blocked in throws forced_unwind and its destructors run. Unwinding can
+//      ready or spawn fibers; the loop runs until the registry is empty.
+//   6. Everything is freed (stacks unmapped), and the main exception, if any,
+//      is rethrown.
+#include <pthread.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "fiber/sanitizer.hpp"
+#include "goro/dump.hpp"
+#include "goro/runtime.hpp"
+#include "sched/futex.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+
+int default_maxprocs();                           // maxprocs.cpp
+void install_overflow_handler(std::size_t page);  // overflow.cpp
+void* enter_altstack();
+void leave_altstack(void* alt);
+
+std::atomic<sched*> g_sched{nullptr};
+
+namespace {
+
+constexpr std::size_t kDefaultStackSize = 256 * 1024;
+constexpr long kDefaultGuardedStacks = 8192;
+
+thread_local worker* t_worker = nullptr;
+
+// Plain OS threads hold this shared while they hand work to the runtime, so
+// run() cannot free the scheduler under them (step 4 above).
+std::shared_mutex g_gate;
+// Serializes run() calls: one runtime at a time.
+std::mutex g_run_mu;
+
+void init_g0(worker* w) {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    w->g0_stack_lo = addr;
+    w->g0_stack_size = size;
+  }
+  w->g0_tsan = san::tsan_current();
+  w->rng = 0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(w->p->id + 1);
+}
+
+void worker_main(worker* w) {
+  set_current_worker(w);
+  init_g0(w);
+  void* alt = enter_altstack();
+  for (;;) {
+    fiber* f = w->handoff;
+    w->handoff = nullptr;
+    // At shutdown a handed-off fiber stays unstarted; the unwinder (step 5)
+    // finds it in the registry.
+    if (f == nullptr || w->s->stopping.load(std::memory_order_acquire)) f = find_runnable(w);
+    if (f == nullptr) break;
+    set_state(f, fiber_state::runnable, fiber_state::running);
+    w->sw = switch_record{};
+    bctx::transfer_t t = jump_to(w, nullptr, f, false);
+    san::asan_finish_switch(w->g0_asan_fake_stack);
+    after_switch(t);
+  }
+  leave_altstack(alt);
+  set_current_worker(nullptr);
+}
+
+fiber* any_registered(sched* s) {
+  for (sched::shard& sh : s->registry) {
+    std::lock_guard lk(sh.mu);
+    if (sh.head != nullptr) return sh.head;
+  }
+  return nullptr;
+}
+
+void unwind_all(worker* w) {
+  sched* s = w->s;
+  while (fiber* f = any_registered(s)) {
+    if (f->ctx == nullptr) {
+      // Never ran: destroying its function is all the unwinding it needs.
+      f->fn.reset();
+      registry_remove(s, f);
+      s->live.fetch_sub(1, std::memory_order_relaxed);
+      free_fiber(s, w->p, f);
+      continue;
+    }
+    f->unwinding = true;
+    f->state.store(fiber_state::running, std::memory_order_relaxed);
+    w->sw = switch_record{};
+    bctx::transfer_t t = jump_to(w, nullptr, f, false);
+    san::asan_finish_switch(w->g0_asan_fake_stack);
+    after_switch(t);
+  }
+}
+
+}  // namespace
+
+__attribute__((noinline, noipa)) worker* current_worker() noexcept { return t_worker; }
+__attribute__((noinline, noipa)) void set_current_worker(worker* w) noexcept { t_worker = w; }
+
+fiber* current_fiber() noexcept {
+  worker* w = current_worker();
+  return w != nullptr ? w->current : nullptr;
+}
+
+sched::sched(const options& o)
+    : nprocs(o.maxprocs > 0 ? o.maxprocs : default_maxprocs()),
+      stacks(o.stack_size > 0 ? o.stack_size : kDefaultStackSize,
+             o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks) {}
+
+void print_panic(fiber* f, const char* what) {
+  std::fprintf(stderr, "goro: panic in fiber %" PRIu64 ": %s\n\n", f->id, what);
+  std::fflush(stderr);
+  goro::dump(std::cerr);
+  std::cerr.flush();
+  std::abort();
+}
+
+void spawn(task t) {
+  worker* w = current_worker();
+  if (w != nullptr) {
+    sched* s = w->s;
+    fiber* f = alloc_fiber(s, w->p);
+    f->fn = std::move(t);
+    registry_add(s, f);
+    s->live.fetch_add(1, std::memory_order_relaxed);
+    runq_put(w->p, f, true);
+    wakep_if_needed(s);
+    return;
+  }
+  std::shared_lock gate(g_gate);
+  sched* s = g_sched.load(std::memory_order_acquire);
+  if (s == nullptr)
+    throw runtime_error("goro::go: no runtime is running (call it inside goro::run)");
+  fiber* f = alloc_fiber(s, nullptr);
+  f->fn = std::move(t);
+  registry_add(s, f);
+  s->live.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(s->mu);
+    f->next = nullptr;
+    if (s->gq_tail != nullptr) {
+      s->gq_tail->next = f;
+    } else {
+      s->gq_head = f;
+    }
+    s->gq_tail = f;
+    s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  wakep_if_needed(s);
+}
+
+}  // namespace goro::detail
+
+namespace goro {
+
+void run(options opts, detail::task main_fn) {
+  using namespace detail;
+  if (current_worker() != nullptr) throw runtime_error("goro::run: called from inside a fiber");
+  std::unique_lock run_lock(g_run_mu, std::try_to_lock);
+  if (!run_lock.owns_lock()) throw runtime_error("goro::run: another runtime is running");
+  if (opts.maxprocs < 0) throw runtime_error("goro::run: options::maxprocs must be >= 0");
+
+  auto* s = new sched(opts);
+  install_overflow_handler(static_cast<std::size_t>(::getpagesize()));
+  for (int i = 0; i < s->nprocs; ++i) {
+    s->ps.push_back(new processor(i, &s->stacks));
+    auto* w = new worker;
+    w->s = s;
+    w->p = s->ps.back();
+    s->ws.push_back(w);
+  }
+
+  fiber* m = alloc_fiber(s, nullptr);
+  m->is_main = true;
+  m->fn = task([s, fn = std::move(main_fn)]() mutable {
+    try {
+      fn();
+    } catch (const forced_unwind&) {
+      throw;
+    } catch (...) {
+      s->main_exception = std::current_exception();
+    }
+    stop_workers(s);
+    s->main_done.store(1, std::memory_order_release);
+    futex_wake(&s->main_done);
+  });
+  registry_add(s, m);
+  s->live.fetch_add(1);
+  {
+    std::lock_guard lk(s->mu);
+    s->gq_head = s->gq_tail = m;
+    s->gq_size.store(1);
+  }
+  {
+    std::unique_lock gate(g_gate);
+    g_sched.store(s, std::memory_order_release);
+  }
+
+  for (worker* w : s->ws) w->thread = std::thread(worker_main, w);
+  while (s->main_done.load(std::memory_order_acquire) == 0) futex_wait(&s->main_done, 0);
+  for (worker* w : s->ws) w->thread.join();
+  {
+    std::unique_lock gate(g_gate);
+    g_sched.store(nullptr, std::memory_order_release);
+  }
+
+  // Step 5: this thread becomes a worker with P 0 and unwinds the rest.
+  worker* w0 = s->ws[0];
+  set_current_worker(w0);
+  init_g0(w0);
+  void* alt = enter_altstack();
+  unwind_all(w0);
+  leave_altstack(alt);
+  set_current_worker(nullptr);
+
+  std::exception_ptr ex = s->main_exception;
+  for (processor* p : s->ps) {
+    p->stacks.flush();
+    for (fiber* f : p->free_fibers) delete f;
+    delete p;
+  }
+  for (fiber* f : s->free_fibers) delete f;
+  for (worker* w : s->ws) delete w;
+  delete s;
+  if (ex) std::rethrow_exception(ex);
+}
+
+void yield() {
+  if (detail::current_fiber() == nullptr) {
+    std::this_thread::yield();
+    return;
+  }
+  detail::yield_fiber();
+}
+
+int maxprocs() {
+  if (detail::worker* w = detail::current_worker()) return w->s->nprocs;
+  std::shared_lock gate(detail::g_gate);
+  if (detail::sched* s = detail::g_sched.load()) return s->nprocs;
+  return detail::default_maxprocs();
+}
+
+std::int64_t num_fibers() {
+  if (detail::worker* w = detail::current_worker()) return w->s->live.load();
+  std::shared_lock gate(detail::g_gate);
+  if (detail::sched* s = detail::g_sched.load()) return s->live.load();
+  return 0;
+}
+
+std::uint64_t fiber_id() {
+  detail::fiber* f = detail::current_fiber();
+  return f != nullptr ? f->id : 0;
+}
+
+void dump(std::ostream& os) {
+  using namespace detail;
+  sched* s = nullptr;
+  std::shared_lock<std::shared_mutex> gate;
+  if (worker* w = current_worker()) {
+    s = w->s;
+  } else {
+    gate = std::shared_lock(g_gate);
+    s = g_sched.load();
+  }
+  if (s == nullptr) {
+    os << "goro: no runtime is running\n";
+    return;
+  }
+  os << "goro: " << s->live.load() << " fibers, maxprocs " << s->nprocs << "\n";
+  for (sched::shard& sh : s->registry) {
+    std::lock_guard lk(sh.mu);
+    for (fiber* f = sh.head; f != nullptr; f = f->reg_next) {
+      fiber_state st = f->state.load(std::memory_order_relaxed);
+      os << "fiber " << f->id << (f->is_main ? " [main]" : "") << " [" << to_string(st);
+      if (st == fiber_state::parked && f->wait_reason != nullptr) os << ": " << f->wait_reason;
+      if (st == fiber_state::runnable && f->ctx == nullptr) os << ", not started";
+      os << "]\n";
+    }
+  }
+}
+
+}  // namespace goro

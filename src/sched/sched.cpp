@@ -1,0 +1,422 @@
+// src/sched/sched.cpp — run queues, spawning, ready(), and the idle protocol.
+//
+// Where a runnable fiber can be (Go's model, runtime/proc.go):
+//   1. a P's `runnext` slot — ready()/spawn put the fiber there so that a
+//      communicate-and-wait pair runs back to back on one P (cache-warm, no
+//      wake-up of another worker); the displaced fiber goes to the queue tail;
+//   2. a P's local runq (runq.hpp), 256 slots; when full, half of it plus the
+//      new fiber move to the global queue in one batch;
+//   3. the global queue (FIFO, under sched::mu), for overflow, for fibers made
+//      runnable by plain OS threads, and checked first every 61st schedule so
+//      that local queues cannot starve it.
+// runnext can starve the local queue when two fibers keep readying each
+// other; Go bounds that with its 10 ms time slice, goro (no preemption) with
+// kMaxRunnextStreak consecutive runnext picks, after which the queue head goes
+// first.
+//
+// Idle protocol (Go's "spinning" M): a worker out of local work steals; while
+// stealing it counts in nmspinning. Whoever makes work runnable calls
+// wakep_if_needed(): after a full fence, if some worker is idle and none is
+// spinning, wake one (and count it spinning on its behalf). A spinning worker
+// that finds work stops spinning and, if more work is visible, wakes another.
+// A worker about to sleep: under mu it joins the idle list and stops
+// spinning; then, after a full fence, re-checks every queue (Dekker pairing
+// with the submitter's fence: either the submitter sees npidle > 0 and
+// nmspinning == 0 and wakes someone, or the sleeper sees the work). Sleeping
+// is on the worker's own futex word, so an idle runtime uses no CPU.
+#include <atomic>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+
+#include "fiber/sanitizer.hpp"
+#include "sched/futex.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+namespace {
+
+// Schedules between checks of the global queue ahead of local work (Go's 61:
+// a prime, so it doesn't beat in step with periodic program behaviour).
+constexpr std::uint32_t kGlobalCheckPeriod = 61;
+// Consecutive runnext picks before the local queue head is given a turn.
+constexpr std::uint32_t kMaxRunnextStreak = 32;
+// Stealing passes over all victims before a worker gives up and sleeps.
+constexpr int kStealRounds = 4;
+// Recycled fiber records a P keeps before spilling a batch to the global pool.
+constexpr std::size_t kMaxFreeFibers = 256;
+constexpr std::size_t kFiberBatch = 64;
+// Fiber ids a P reserves at a time (one atomic add per batch).
+constexpr std::uint64_t kIdBatch = 64;
+
+// A full barrier between a store and a following load on another variable
+// (Dekker). TSan does not model std::atomic_thread_fence, so under TSan an
+// RMW on one shared atomic provides the same total order.
+#ifdef GORO_TSAN
+std::atomic<int> g_fence_word{0};
+inline void full_fence() { g_fence_word.fetch_add(0, std::memory_order_seq_cst); }
+#else
+inline void full_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+#endif
+
+std::uint64_t next_random(worker* w) {
+  // xorshift64*: cheap and good enough to pick steal victims.
+  std::uint64_t x = w->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  w->rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+void gq_push_locked(sched* s, fiber* head, fiber* tail, std::int64_t n)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  tail->next = nullptr;
+  if (s->gq_tail != nullptr) {
+    s->gq_tail->next = head;
+  } else {
+    s->gq_head = head;
+  }
+  s->gq_tail = tail;
+  s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) + n, std::memory_order_release);
+}
+
+fiber* gq_pop_locked(sched* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  fiber* f = s->gq_head;
+  if (f == nullptr) return nullptr;
+  s->gq_head = f->next;
+  if (s->gq_head == nullptr) s->gq_tail = nullptr;
+  f->next = nullptr;
+  s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  return f;
+}
+
+// Go's globrunqget: take a fair share of the global queue, run one, queue the
+// rest locally.
+fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  std::int64_t size = s->gq_size.load(std::memory_order_relaxed);
+  if (size == 0) return nullptr;
+  std::int64_t n = size / s->nprocs + 1;
+  if (n > size) n = size;
+  if (n > static_cast<std::int64_t>(runq::kSize / 2)) n = runq::kSize / 2;
+  fiber* first = gq_pop_locked(s);
+  for (std::int64_t i = 1; i < n; ++i) {
+    fiber* f = gq_pop_locked(s);
+    if (!p->q.push(f)) {  // cannot happen with n <= kSize/2 and an idle P; be safe
+      gq_push_locked(s, f, f, 1);
+      break;
+    }
+  }
+  return first;
+}
+
+fiber* runq_get(processor* p) {
+  if (p->runnext_streak >= kMaxRunnextStreak) {
+    p->runnext_streak = 0;
+    if (fiber* f = p->q.pop()) return f;
+  }
+  fiber* f = p->runnext.load(std::memory_order_relaxed);
+  if (f != nullptr && p->runnext.compare_exchange_strong(f, nullptr, std::memory_order_acq_rel)) {
+    ++p->runnext_streak;
+    return f;
+  }
+  p->runnext_streak = 0;
+  return p->q.pop();
+}
+
+void wakep(sched* s) {
+  int expected = 0;
+  if (!s->nmspinning.compare_exchange_strong(expected, 1)) return;
+  worker* m = nullptr;
+  {
+    std::lock_guard lk(s->mu);
+    if (!s->idle.empty()) {
+      m = s->idle.back();
+      s->idle.pop_back();
+      m->on_idle_list = false;
+      m->spinning = true;
+      s->npidle.fetch_sub(1);
+    }
+  }
+  if (m == nullptr) {
+    s->nmspinning.fetch_sub(1);
+    return;
+  }
+  m->wake.store(1, std::memory_order_release);
+  futex_wake(&m->wake);
+}
+
+void reset_spinning(worker* w) {
+  sched* s = w->s;
+  w->spinning = false;
+  s->nmspinning.fetch_sub(1);
+  // More work than the fiber we are about to run? Let another worker help.
+  if (!w->p->q.empty() || s->gq_size.load(std::memory_order_relaxed) > 0) wakep_if_needed(s);
+}
+
+bool any_work(sched* s) {
+  if (s->gq_size.load() > 0) return true;
+  for (processor* v : s->ps) {
+    if (!v->q.empty() || v->runnext.load() != nullptr) return true;
+  }
+  return false;
+}
+
+fiber* steal(worker* w) {
+  sched* s = w->s;
+  processor* p = w->p;
+  const int n = s->nprocs;
+  for (int round = 0; round < kStealRounds; ++round) {
+    const bool last = round == kStealRounds - 1;
+    int start = static_cast<int>(next_random(w) % static_cast<std::uint64_t>(n));
+    for (int i = 0; i < n; ++i) {
+      processor* v = s->ps[(start + i) % n];
+      if (v == p) continue;
+      if (fiber* f = p->q.steal_from(v->q)) return f;
+      // On the last pass also take a victim's runnext: its owner is likely
+      // about to run it, so leave it alone while there is anything else.
+      if (last) {
+        fiber* f = v->runnext.load(std::memory_order_relaxed);
+        if (f != nullptr && v->runnext.compare_exchange_strong(f, nullptr)) return f;
+      }
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const char* to_string(fiber_state s) {
+  switch (s) {
+    case fiber_state::runnable:
+      return "runnable";
+    case fiber_state::running:
+      return "running";
+    case fiber_state::parked:
+      return "parked";
+    case fiber_state::dead:
+      return "dead";
+  }
+  return "?";
+}
+
+void set_state(fiber* f, fiber_state from, fiber_state to) {
+  fiber_state old = f->state.exchange(to, std::memory_order_acq_rel);
+  if (old != from) {
+    fatal("goro: internal error: fiber %" PRIu64 " went %s -> %s but was %s", f->id,
+          to_string(from), to_string(to), to_string(old));
+  }
+}
+
+void fatal(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fputc('\n', stderr);
+  std::fflush(stderr);
+  std::abort();
+}
+
+void runq_put(processor* p, fiber* f, bool next) {
+  if (next) {
+    f = p->runnext.exchange(f, std::memory_order_acq_rel);
+    if (f == nullptr) return;
+  }
+  fiber* batch[runq::kSize / 2 + 1];
+  for (;;) {
+    if (p->q.push(f)) return;
+    std::uint32_t n = p->q.take_half(batch);
+    if (n == 0) continue;  // thieves made room
+    batch[n] = f;
+    for (std::uint32_t i = 0; i < n; ++i) batch[i]->next = batch[i + 1];
+    sched* s = current_worker()->s;
+    std::lock_guard lk(s->mu);
+    gq_push_locked(s, batch[0], batch[n], n + 1);
+    return;
+  }
+}
+
+fiber* find_local(worker* w) {
+  processor* p = w->p;
+  sched* s = w->s;
+  ++p->schedtick;
+  if (p->schedtick % kGlobalCheckPeriod == 0 && s->gq_size.load(std::memory_order_acquire) > 0) {
+    std::lock_guard lk(s->mu);
+    if (fiber* f = gq_pop_locked(s)) return f;
+  }
+  if (fiber* f = runq_get(p)) return f;
+  if (s->gq_size.load(std::memory_order_acquire) > 0) {
+    std::lock_guard lk(s->mu);
+    return gq_get_locked(s, p);
+  }
+  return nullptr;
+}
+
+void wakep_if_needed(sched* s) {
+  full_fence();
+  if (s->npidle.load() > 0 && s->nmspinning.load() == 0) wakep(s);
+}
+
+fiber* find_runnable(worker* w) {
+  sched* s = w->s;
+  processor* p = w->p;
+  for (;;) {
+    if (s->stopping.load(std::memory_order_acquire)) return nullptr;
+    if (fiber* f = find_local(w)) {
+      if (w->spinning) reset_spinning(w);
+      return f;
+    }
+    // Spin (steal) unless enough workers already do: Go caps spinners at half
+    // the busy Ps, so a burst does not wake every idle worker to fight over it.
+    if (w->spinning || 2 * s->nmspinning.load() < s->nprocs - s->npidle.load()) {
+      if (!w->spinning) {
+        w->spinning = true;
+        s->nmspinning.fetch_add(1);
+      }
+      if (fiber* f = steal(w)) {
+        reset_spinning(w);
+        return f;
+      }
+    }
+
+    std::unique_lock lk(s->mu);
+    if (s->stopping.load(std::memory_order_acquire)) return nullptr;
+    if (fiber* f = gq_get_locked(s, p)) {
+      lk.unlock();
+      if (w->spinning) reset_spinning(w);
+      return f;
+    }
+    const bool was_spinning = w->spinning;
+    w->spinning = false;
+    w->wake.store(0, std::memory_order_relaxed);
+    w->on_idle_list = true;
+    s->idle.push_back(w);
+    s->npidle.fetch_add(1);
+    lk.unlock();
+    if (was_spinning) s->nmspinning.fetch_sub(1);
+
+    full_fence();
+    if (any_work(s)) {
+      lk.lock();
+      if (w->on_idle_list) {
+        for (std::size_t i = 0; i < s->idle.size(); ++i) {
+          if (s->idle[i] == w) {
+            s->idle.erase(s->idle.begin() + static_cast<std::ptrdiff_t>(i));
+            break;
+          }
+        }
+        w->on_idle_list = false;
+        s->npidle.fetch_sub(1);
+        w->spinning = true;
+        s->nmspinning.fetch_add(1);
+        lk.unlock();
+        continue;
+      }
+      lk.unlock();  // a waker took us off the list: its token is on the way
+    }
+    while (w->wake.load(std::memory_order_acquire) == 0) futex_wait(&w->wake, 0);
+    // Woken by wakep (which made us spinning) or by stop_workers.
+  }
+}
+
+void stop_workers(sched* s) {
+  s->stopping.store(true, std::memory_order_release);
+  std::vector<worker*> woken;
+  {
+    std::lock_guard lk(s->mu);
+    woken.swap(s->idle);
+    for (worker* m : woken) m->on_idle_list = false;
+    s->npidle.store(0);
+  }
+  for (worker* m : woken) {
+    m->wake.store(1, std::memory_order_release);
+    futex_wake(&m->wake);
+  }
+}
+
+void registry_add(sched* s, fiber* f) {
+  sched::shard& sh = s->registry[f->id % sched::kRegistryShards];
+  std::lock_guard lk(sh.mu);
+  f->reg_prev = nullptr;
+  f->reg_next = sh.head;
+  if (sh.head != nullptr) sh.head->reg_prev = f;
+  sh.head = f;
+}
+
+void registry_remove(sched* s, fiber* f) {
+  sched::shard& sh = s->registry[f->id % sched::kRegistryShards];
+  std::lock_guard lk(sh.mu);
+  if (f->reg_prev != nullptr) {
+    f->reg_prev->reg_next = f->reg_next;
+  } else {
+    sh.head = f->reg_next;
+  }
+  if (f->reg_next != nullptr) f->reg_next->reg_prev = f->reg_prev;
+  f->reg_prev = f->reg_next = nullptr;
+}
+
+fiber* alloc_fiber(sched* s, processor* p) {
+  fiber* f = nullptr;
+  if (p != nullptr) {
+    if (p->free_fibers.empty()) {
+      std::lock_guard lk(s->mu);
+      std::size_t n = std::min(kFiberBatch, s->free_fibers.size());
+      p->free_fibers.insert(p->free_fibers.end(), s->free_fibers.end() - n, s->free_fibers.end());
+      s->free_fibers.resize(s->free_fibers.size() - n);
+    }
+    if (!p->free_fibers.empty()) {
+      f = p->free_fibers.back();
+      p->free_fibers.pop_back();
+    }
+    if (p->next_id == p->end_id) {
+      p->next_id = s->ids.fetch_add(kIdBatch, std::memory_order_relaxed);
+      p->end_id = p->next_id + kIdBatch;
+    }
+  } else {
+    std::lock_guard lk(s->mu);
+    if (!s->free_fibers.empty()) {
+      f = s->free_fibers.back();
+      s->free_fibers.pop_back();
+    }
+  }
+  if (f == nullptr) f = new fiber;
+  f->id = p != nullptr ? p->next_id++ : s->ids.fetch_add(1, std::memory_order_relaxed);
+  f->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  return f;
+}
+
+void free_fiber(sched* s, processor* p, fiber* f) {
+  f->ctx = nullptr;
+  f->stk = stack{};
+  f->unwinding = f->unwind_thrown = f->is_main = false;
+  f->next = nullptr;
+  f->asan_fake_stack = nullptr;
+  f->tsan = nullptr;
+  f->wait_reason = nullptr;
+  p->free_fibers.push_back(f);
+  if (p->free_fibers.size() > kMaxFreeFibers) {
+    std::lock_guard lk(s->mu);
+    s->free_fibers.insert(s->free_fibers.end(), p->free_fibers.end() - kFiberBatch,
+                          p->free_fibers.end());
+    p->free_fibers.resize(p->free_fibers.size() - kFiberBatch);
+  }
+}
+
+void ready(fiber* f) {
+  set_state(f, fiber_state::parked, fiber_state::runnable);
+  worker* w = current_worker();
+  sched* s = nullptr;
+  if (w != nullptr) {
+    s = w->s;
+    runq_put(w->p, f, true);
+  } else {
+    s = g_sched.load(std::memory_order_acquire);
+    std::lock_guard lk(s->mu);
+    gq_push_locked(s, f, f, 1);
+  }
+  wakep_if_needed(s);
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,221 @@
+// src/sched/sched.hpp — the runtime's core records: fiber (G), processor (P),
+// worker (M), and the scheduler state they share.
+//
+// Concepts (Go's names in brackets; HACKING.md has the long version):
+//  * fiber [G]: a stackful coroutine. Its stack is attached on first run.
+//  * processor [P]: the right to run fibers; owns a local run queue, a
+//    `runnext` slot, and caches (stacks, fiber records, ids). maxprocs of them.
+//  * worker [M]: an OS thread. Its native stack is the scheduler context
+//    ("g0"): the loop that finds work, steals, spins and sleeps. Today each
+//    worker holds one P for its whole life; the split is kept so that a worker
+//    stuck in a blocking call can later hand its P to a fresh worker (Go's
+//    handoffp), which is what goro::blocking will do.
+//
+// Switching is direct: fiber A switches straight to the next runnable fiber B
+// when its P has one (one jump); only when none is at hand does it switch to
+// its worker's g0. Whatever must happen to A after it is off its stack
+// (requeue it, mark it parked and release the waker's lock, free it) is
+// recorded in worker::sw and done by B (or g0) as the first thing after the
+// jump: after_switch(). This is Go's gopark "unlockf" run on the next stack.
+//
+// Fiber state machine (fiber::state, changed only by set_state(), which
+// asserts the old state):
+//   runnable --(a worker picks it)--> running
+//   running  --(yield: requeued after the switch)--> runnable
+//   running  --(park: after the switch, before the unlock callback)--> parked
+//   parked   --(ready())--> runnable
+//   running  --(function returned)--> dead   (record recycled after the switch)
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "fiber/stack.hpp"
+#include "goro/detail/task.hpp"
+#include "goro/runtime.hpp"
+#include "sched/runq.hpp"
+
+namespace goro::detail {
+
+namespace bctx = boost::context::detail;
+
+enum class fiber_state : std::uint8_t {
+  runnable,  // in a run queue, a runnext slot, or just spawned
+  running,   // executing on a worker
+  parked,    // blocked in a goro call; only ready() moves it on
+  dead,      // its function has returned
+};
+const char* to_string(fiber_state s);
+
+struct local_storage;  // fiber_local values (fiber_local.cpp)
+
+struct fiber {
+  // Saved context while not running; null until the first run. Written by
+  // after_switch() on the context that took over, read by whoever resumes the
+  // fiber; the run-queue publication (release/acquire) orders the two.
+  bctx::fcontext_t ctx = nullptr;
+  stack stk;             // attached at first run, released at death
+  std::uint64_t id = 0;  // 1 is the main fiber
+  std::atomic<fiber_state> state{fiber_state::runnable};
+  bool unwinding = false;      // set at shutdown: the next switch-back throws
+  bool unwind_thrown = false;  // the unwind exception was thrown once already
+  bool is_main = false;
+  task fn;                    // cleared when the fiber starts running it
+  fiber* next = nullptr;      // global run queue link; guarded by sched::mu
+  fiber* reg_prev = nullptr;  // registry links; guarded by the shard mutex
+  fiber* reg_next = nullptr;
+  void* asan_fake_stack = nullptr;    // ASan bookkeeping across switches
+  void* tsan = nullptr;               // TSan fiber handle, created at first run
+  local_storage* locals = nullptr;    // fiber_local values; owned
+  const char* wait_reason = nullptr;  // what it is parked on (for dumps)
+};
+
+void set_state(fiber* f, fiber_state from, fiber_state to);
+
+struct processor {
+  explicit processor(int id, stack_pool* pool) : id(id), stacks(pool) {}
+
+  const int id;
+  runq q;                                 // see runq.hpp
+  std::atomic<fiber*> runnext{nullptr};   // owner sets; owner and thieves take
+  std::uint32_t schedtick = 0;            // owner only: fibers scheduled so far
+  std::uint32_t runnext_streak = 0;       // owner only: consecutive runnext picks
+  stack_cache stacks;                     // owner only
+  std::vector<fiber*> free_fibers;        // owner only: recycled records
+  std::uint64_t next_id = 0, end_id = 0;  // owner only: [next_id, end_id) reserved ids
+};
+
+// What the context that takes over must do with the fiber that switched away.
+enum class after : std::uint8_t {
+  nothing,  // came from g0, or the fiber was already dealt with
+  requeue,  // yield: put it back on the local run queue
+  park,     // park: mark parked, then run the unlock callback
+  release,  // it died: recycle its stack and record
+};
+
+using park_callback = bool (*)(void* arg);  // false: don't park after all
+
+struct switch_record {
+  fiber* from = nullptr;  // null: g0
+  after action = after::nothing;
+  park_callback unlock = nullptr;
+  void* unlock_arg = nullptr;
+};
+
+struct sched;
+
+struct worker {
+  sched* s = nullptr;
+  processor* p = nullptr;
+  std::thread thread;                  // not joinable for the run() caller's worker
+  bctx::fcontext_t g0 = nullptr;       // scheduler context while a fiber runs
+  fiber* current = nullptr;            // running fiber; null while in g0
+  switch_record sw;                    // written before a jump, consumed after it
+  fiber* handoff = nullptr;            // owner only: the fiber g0 must run next
+  bool spinning = false;               // guarded by sched::mu while idle, else owner
+  bool on_idle_list = false;           // guarded by sched::mu
+  std::atomic<std::uint32_t> wake{0};  // futex word: 1 = woken (by wakep/stop)
+  std::uint64_t rng = 0;               // owner only: xorshift state for stealing
+  const void* g0_stack_lo = nullptr;   // for ASan's switch annotations
+  std::size_t g0_stack_size = 0;
+  void* g0_tsan = nullptr;
+  void* g0_asan_fake_stack = nullptr;
+  void* altstack = nullptr;  // sigaltstack for the overflow handler
+};
+
+// Scheduler-wide state. One instance lives while run() is active.
+struct sched {
+  explicit sched(const options& o);
+
+  const int nprocs;
+  stack_pool stacks;
+  std::vector<processor*> ps;
+  std::vector<worker*> ws;
+
+  std::mutex mu;  // the scheduler lock: global queue, idle list, free pools
+  fiber* gq_head ABSL_GUARDED_BY(mu) = nullptr;  // global run queue (FIFO)
+  fiber* gq_tail ABSL_GUARDED_BY(mu) = nullptr;
+  std::atomic<std::int64_t> gq_size{0};                 // written under mu; read racily as a hint
+  std::vector<worker*> idle ABSL_GUARDED_BY(mu);        // sleeping workers (LIFO)
+  std::vector<fiber*> free_fibers ABSL_GUARDED_BY(mu);  // spilled fiber records
+
+  // Go's counters for the spinning protocol (proc.go "Worker thread parking/
+  // unparking"): a worker that submits work wakes an idle one only if none is
+  // spinning. seq_cst with the fence in ready()/idle recheck (Dekker).
+  std::atomic<int> npidle{0};
+  std::atomic<int> nmspinning{0};
+
+  std::atomic<bool> stopping{false};  // main returned: workers exit
+  std::atomic<std::int64_t> live{0};  // fibers that exist (num_fibers)
+  std::atomic<std::uint64_t> ids{1};  // next unreserved fiber id
+
+  // All fibers that exist, for the unwinder at exit and for dumps. Sharded by
+  // id so spawning on several Ps rarely contends.
+  static constexpr int kRegistryShards = 64;
+  struct shard {
+    std::mutex mu;
+    fiber* head ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  shard registry[kRegistryShards];
+
+  std::exception_ptr main_exception;        // written by the main fiber
+  std::atomic<std::uint32_t> main_done{0};  // futex word for run()'s caller
+};
+
+// The running scheduler, or null. Set by run() before workers start.
+extern std::atomic<sched*> g_sched;
+
+// The calling thread's worker, or null on a plain OS thread. Never inlined
+// and never cached across a switch: a fiber may resume on another thread.
+worker* current_worker() noexcept;
+void set_current_worker(worker* w) noexcept;
+
+// The calling fiber, or null on a plain OS thread or in g0.
+fiber* current_fiber() noexcept;
+
+// ---- the park/ready protocol (used by every blocking primitive) ----------
+
+// Parks the calling fiber. Once it is off its stack and marked parked,
+// `unlock(arg)` runs on the next context; it typically releases the lock that
+// made the fiber visible to wakers. If it returns false the fiber is made
+// runnable again at once. Returns when someone calls ready(fiber). Throws the
+// runtime's unwind exception if the runtime is shutting down.
+void park(park_callback unlock, void* arg, const char* reason);
+
+// Makes a parked fiber runnable (on the caller's P's runnext slot when the
+// caller is a fiber, else on the global queue) and wakes an idle worker if
+// needed. Each park is matched by exactly one ready.
+void ready(fiber* f);
+
+// The scheduling entry points used by the fiber layer.
+void yield_fiber();
+[[noreturn]] void exit_fiber();
+void after_switch(bctx::transfer_t t);
+bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying);
+void fiber_entry(bctx::transfer_t t);
+void release_fiber(worker* w, fiber* f);
+
+// Scheduler internals shared by fiber.cpp and runtime.cpp (sched.cpp).
+fiber* find_local(worker* w);
+fiber* find_runnable(worker* w);  // blocks; null when the runtime stops
+void runq_put(processor* p, fiber* f, bool next);
+void wakep_if_needed(sched* s);
+void stop_workers(sched* s);
+void registry_add(sched* s, fiber* f);
+void registry_remove(sched* s, fiber* f);
+fiber* alloc_fiber(sched* s, processor* p);
+void free_fiber(sched* s, processor* p, fiber* f);
+
+// Thrown from park()/yield() into fibers unwound at shutdown. Not derived from
+// std::exception, so `catch (const std::exception&)` lets it through.
+struct forced_unwind {};
+[[noreturn]] void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace goro::detail

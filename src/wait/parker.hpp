@@ -1,0 +1,69 @@
+// src/wait/parker.hpp — the one primitive every blocking call waits through.
+//
+// A parker is created on the waiting side's stack. It remembers whether the
+// waiter is a fiber or a plain OS thread:
+//   * fiber: park() hands `unlock` to the scheduler, which runs it once the
+//     fiber is off its stack and marked parked (after_switch); unpark() is
+//     ready(fiber). The worker thread goes on running other fibers.
+//   * OS thread: park() runs `unlock`, then sleeps on a futex word until
+//     unpark() sets it. Only this thread blocks.
+// Protocol (the same for every primitive): under the primitive's lock, check
+// the condition; if it must wait, link a record holding the parker where
+// wakers find it; park(unlock-that-lock). A waker, under the same lock,
+// unlinks the record, then — after dropping the lock — calls unpark() exactly
+// once. Because the waiter only becomes visible in `unlock`, unpark can never
+// precede the park, and no wake-up is lost.
+// unpark() reads nothing from the record after waking (the waiter may return
+// and free it at once); for a thread the futex_wake afterwards only hashes the
+// address (see futex.hpp).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "sched/futex.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+
+class parker {
+ public:
+  parker() : f_(current_fiber()) {}
+  parker(const parker&) = delete;
+  parker& operator=(const parker&) = delete;
+
+  bool on_fiber() const { return f_ != nullptr; }
+
+  // Blocks until unpark(). `unlock()` (void) is called exactly once, when the
+  // caller can safely be woken. On a fiber, throws the runtime's unwind
+  // exception at shutdown: callers must then unlink their record (RAII).
+  template <class Unlock>
+  void park(Unlock& unlock, const char* reason) {
+    if (f_ != nullptr) {
+      detail::park(
+          [](void* u) {
+            (*static_cast<Unlock*>(u))();
+            return true;
+          },
+          &unlock, reason);
+      return;
+    }
+    unlock();
+    while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
+  }
+
+  void unpark() {
+    if (f_ != nullptr) {
+      ready(f_);
+      return;
+    }
+    word_.store(1, std::memory_order_release);
+    futex_wake(&word_);
+  }
+
+ private:
+  fiber* const f_;                      // null: an OS thread waits
+  std::atomic<std::uint32_t> word_{0};  // thread waiters: 1 once unparked
+};
+
+}  // namespace goro::detail

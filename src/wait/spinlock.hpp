@@ -1,0 +1,56 @@
+// src/wait/spinlock.hpp — a tiny lock for very short critical sections inside
+// the runtime (wait-queue buckets, channel state).
+//
+// Why not std::mutex: the wait protocol releases a lock in after_switch(), on
+// the *next* context (another fiber or g0) of the same thread. std::mutex
+// tolerates that at the OS level, but TSan (which sees each fiber as a thread)
+// reports an unlock by a non-owner. A lock made of one atomic has no owner.
+// Contention is brief by construction (no blocking, no allocation inside), so
+// test-and-test-and-set with a pause, then yielding the thread, is enough.
+#pragma once
+
+#include <sched.h>
+
+#include <atomic>
+
+#include "absl/base/thread_annotations.h"
+
+namespace goro::detail {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+class ABSL_LOCKABLE spinlock {
+ public:
+  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    for (int spins = 0;; ++spins) {
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (spins < kSpinsBeforeYield) {
+          cpu_relax();
+          ++spins;
+        } else {
+          ::sched_yield();
+        }
+      }
+    }
+  }
+  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  // A few microseconds of pausing (longer than any critical section that is
+  // not preempted) before giving the CPU away.
+  static constexpr int kSpinsBeforeYield = 1000;
+  std::atomic<bool> locked_{false};
+};
+
+}  // namespace goro::detail

@@ -1,0 +1,62 @@
+// test/common.hpp — helpers shared by the test suites.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace goro_test {
+
+// Tests are parameterized over these worker counts (as marl's are).
+inline const std::vector<int> kProcs = {1, 2, 4, 8};
+
+struct child_result {
+  bool signaled = false;
+  int signal = 0;
+  int exit_code = -1;
+  std::string err;  // what the child wrote to stderr
+};
+
+// Runs `body` in a forked child (stderr captured) and reports how it ended.
+// Must be called while no runtime is running in this process.
+inline child_result run_in_child(const std::function<void()>& body) {
+  int fds[2];
+  if (::pipe(fds) != 0) std::abort();
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], STDERR_FILENO);
+    // The test framework's crash handlers would turn an abort into a report
+    // and a normal exit; the child must die as a user's program would.
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE}) ::signal(sig, SIG_DFL);
+    body();
+    std::fflush(nullptr);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  child_result r;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    r.err.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.signaled = WIFSIGNALED(status);
+  r.signal = r.signaled ? WTERMSIG(status) : 0;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace goro_test
