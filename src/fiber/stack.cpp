@@ -1,6 +1,8 @@
 // src/fiber/stack.cpp — see stack.hpp for the layout and the pooling protocol.
 #include "fiber/stack.hpp"
 
+#include "fiber/sanitizer.hpp"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -59,6 +61,9 @@ stack_pool::stack_pool(std::size_t stack_size, long guarded_budget)
 
 stack_pool::~stack_pool() {
   std::lock_guard lk(mu_);
+  for (auto* list : {&warm_, &cold_, &to_trim_}) {
+    for (const stack& s : *list) san::tsan_destroy(s.tsan);
+  }
   for (const mapping& m : mappings_) ::munmap(m.addr, m.len);
 }
 

@@ -56,6 +56,7 @@ struct stack {
   char* lo = nullptr;    // lowest usable byte (the canary starts here)
   std::size_t size = 0;  // usable bytes; the top is lo + size
   bool guarded = false;  // a PROT_NONE page lies just below lo
+  void* tsan = nullptr;  // TSan fiber of whoever runs here (TSan builds only)
 
   explicit operator bool() const { return lo != nullptr; }
   char* top() const { return lo + size; }

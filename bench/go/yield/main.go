@@ -1,6 +1,7 @@
 // Command yield measures the cost of a voluntary context switch: two
 // goroutines each call runtime.Gosched n times and the wall time until both
-// finish is divided by the total number of Gosched calls (2n).
+// finish is divided by the total number of Gosched calls (2n). Reported with
+// the GOMAXPROCS of the environment (yield) and with one processor (yield_1p).
 //
 // Go twin of the goro C++ benchmark bench/yield.cpp.
 package main
@@ -36,5 +37,13 @@ func main() {
 	flag.Parse()
 
 	d := benchutil.MedianDuration("yield", *reps, func() time.Duration { return run(*n) })
+
+	// yield_1p: one processor, so every Gosched is a real switch between the
+	// two goroutines (twin of goro's run with maxprocs = 1).
+	prev := runtime.GOMAXPROCS(1)
+	d1 := benchutil.MedianDuration("yield_1p", *reps, func() time.Duration { return run(*n) })
+	runtime.GOMAXPROCS(prev)
+
 	benchutil.Report("yield", float64(d.Nanoseconds())/float64(2*(*n)), "ns/op")
+	benchutil.Report("yield_1p", float64(d1.Nanoseconds())/float64(2*(*n)), "ns/op")
 }
