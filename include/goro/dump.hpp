@@ -2,10 +2,10 @@
 //
 //   goro::dump(std::cerr);
 //
-// Prints one line per fiber that exists: its id, whether it is the main fiber,
-// its state (runnable, running, parked, dead) and, for a parked fiber, what it
-// is blocked on. Callable from any fiber or OS thread; with no runtime running
-// it says so. The runtime prints the same dump on a fiber panic.
+// Prints one line per started fiber: its id, whether it is the main fiber,
+// its state (runnable, running, parked) and, for a parked fiber, what it is
+// blocked on; then how many fibers are spawned but not started yet. Callable from any fiber or OS
+// thread; with no runtime running it says so. The runtime prints the same dump on a fiber panic.
 #pragma once
 
 #include <iosfwd>

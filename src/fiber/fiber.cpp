@@ -47,6 +47,7 @@ void start(worker* w, fiber* f) {
   // every fiber that runs on that stack.
   if (f->stk.tsan == nullptr) f->stk.tsan = san::tsan_create();
   f->tsan = f->stk.tsan;
+  registry_add(w->p, f);
 }
 
 // Back in a fiber after a jump: finish the hand-off and, at shutdown, start
@@ -111,8 +112,8 @@ void after_switch(bctx::transfer_t t) {
 
 void release_fiber(worker* w, fiber* f) {
   w->p->stacks.put(f->stk);
-  registry_remove(w->s, f);
-  w->s->live.fetch_sub(1, std::memory_order_relaxed);
+  registry_remove(f);
+  add_live(w->p, -1);
   free_fiber(w->s, w->p, f);
 }
 

@@ -10,10 +10,11 @@
 //   4. The caller joins every worker thread, then closes the gate that lets
 //      plain OS threads call go() (they get goro::runtime_error from now on).
 //   5. The caller becomes a worker itself (with P 0) and unwinds every fiber
-//      still registered: a fiber that never ran has its function destroyed; a
-//      fiber that ran is resumed with `unwinding` set, so the goro call it is
-//      blocked in throws forced_unwind and its destructors run. Unwinding can
-//      ready or spawn fibers; the loop runs until the registry is empty.
+//      still alive: a fiber that never ran (it can only be in a run queue)
+//      has its function destroyed; a started fiber (in a P's registry) is
+//      resumed with `unwinding` set, so the goro call it is blocked in throws
+//      forced_unwind and its destructors run. Unwinding can ready or spawn
+//      fibers; the loop runs until the queues and registries are empty.
 //   6. Everything is freed (stacks unmapped), and the main exception, if any,
 //      is rethrown.
 #include <pthread.h>
@@ -90,23 +91,51 @@ void worker_main(worker* w) {
 }
 
 fiber* any_registered(sched* s) {
-  for (sched::shard& sh : s->registry) {
-    std::lock_guard lk(sh.mu);
-    if (sh.head != nullptr) return sh.head;
+  for (processor* p : s->ps) {
+    std::lock_guard lk(p->reg_mu);
+    if (p->reg_head != nullptr) return p->reg_head;
   }
   return nullptr;
 }
 
+// Destroys every never-started fiber sitting in a run queue (their function
+// objects, and what those captured, are destroyed); started ones are left to
+// the registry. Workers are gone: the queues are quiescent.
+bool drop_unstarted(worker* w) {
+  sched* s = w->s;
+  std::vector<fiber*> found;
+  {
+    std::lock_guard lk(s->mu);
+    found.assign(s->gq.begin(), s->gq.end());
+    s->gq.clear();
+    s->gq_size.store(0);
+  }
+  for (processor* p : s->ps) {
+    while (fiber* f = p->q.pop()) found.push_back(f);
+    if (fiber* f = p->runnext.exchange(nullptr)) found.push_back(f);
+  }
+  for (worker* m : s->ws) {
+    if (m->handoff != nullptr) found.push_back(std::exchange(m->handoff, nullptr));
+  }
+  bool any = false;
+  for (fiber* f : found) {
+    if (f->ctx != nullptr) continue;  // started: in the registry
+    any = true;
+    f->fn.reset();
+    add_live(w->p, -1);
+    free_fiber(s, w->p, f);
+  }
+  return any;
+}
+
 void unwind_all(worker* w) {
   sched* s = w->s;
-  while (fiber* f = any_registered(s)) {
-    if (f->ctx == nullptr) {
-      // Never ran: destroying its function is all the unwinding it needs.
-      f->fn.reset();
-      registry_remove(s, f);
-      s->live.fetch_sub(1, std::memory_order_relaxed);
-      free_fiber(s, w->p, f);
-      continue;
+  for (;;) {
+    const bool dropped = drop_unstarted(w);
+    fiber* f = any_registered(s);
+    if (f == nullptr) {
+      if (dropped) continue;  // destructors may have spawned more
+      break;
     }
     f->unwinding = true;
     f->state.store(fiber_state::running, std::memory_order_relaxed);
@@ -146,8 +175,7 @@ void spawn(task t) {
     sched* s = w->s;
     fiber* f = alloc_fiber(s, w->p);
     f->fn = std::move(t);
-    registry_add(s, f);
-    s->live.fetch_add(1, std::memory_order_relaxed);
+    add_live(w->p, 1);
     runq_put(w->p, f, true);
     wakep_if_needed(s);
     return;
@@ -158,18 +186,11 @@ void spawn(task t) {
     throw runtime_error("goro::go: no runtime is running (call it inside goro::run)");
   fiber* f = alloc_fiber(s, nullptr);
   f->fn = std::move(t);
-  registry_add(s, f);
-  s->live.fetch_add(1, std::memory_order_relaxed);
+  s->external_live.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lk(s->mu);
-    f->next = nullptr;
-    if (s->gq_tail != nullptr) {
-      s->gq_tail->next = f;
-    } else {
-      s->gq_head = f;
-    }
-    s->gq_tail = f;
-    s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    s->gq.push_back(f);
+    s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
   }
   wakep_if_needed(s);
 }
@@ -209,11 +230,10 @@ void run(options opts, detail::task main_fn) {
     s->main_done.store(1, std::memory_order_release);
     futex_wake(&s->main_done);
   });
-  registry_add(s, m);
-  s->live.fetch_add(1);
+  s->external_live.fetch_add(1);
   {
     std::lock_guard lk(s->mu);
-    s->gq_head = s->gq_tail = m;
+    s->gq.push_back(m);
     s->gq_size.store(1);
   }
   {
@@ -266,9 +286,9 @@ int maxprocs() {
 }
 
 std::int64_t num_fibers() {
-  if (detail::worker* w = detail::current_worker()) return w->s->live.load();
+  if (detail::worker* w = detail::current_worker()) return detail::live_fibers(w->s);
   std::shared_lock gate(detail::g_gate);
-  if (detail::sched* s = detail::g_sched.load()) return s->live.load();
+  if (detail::sched* s = detail::g_sched.load()) return detail::live_fibers(s);
   return 0;
 }
 
@@ -291,17 +311,20 @@ void dump(std::ostream& os) {
     os << "goro: no runtime is running\n";
     return;
   }
-  os << "goro: " << s->live.load() << " fibers, maxprocs " << s->nprocs << "\n";
-  for (sched::shard& sh : s->registry) {
-    std::lock_guard lk(sh.mu);
-    for (fiber* f = sh.head; f != nullptr; f = f->reg_next) {
+  const std::int64_t live = live_fibers(s);
+  std::int64_t listed = 0;
+  os << "goro: " << live << " fibers, maxprocs " << s->nprocs << "\n";
+  for (processor* p : s->ps) {
+    std::lock_guard lk(p->reg_mu);
+    for (fiber* f = p->reg_head; f != nullptr; f = f->reg_next) {
+      ++listed;
       fiber_state st = f->state.load(std::memory_order_relaxed);
       os << "fiber " << f->id << (f->is_main ? " [main]" : "") << " [" << to_string(st);
       if (st == fiber_state::parked && f->wait_reason != nullptr) os << ": " << f->wait_reason;
-      if (st == fiber_state::runnable && f->ctx == nullptr) os << ", not started";
       os << "]\n";
     }
   }
+  if (live > listed) os << "and " << (live - listed) << " fibers not started yet\n";
 }
 
 }  // namespace goro

@@ -70,44 +70,35 @@ std::uint64_t next_random(worker* w) {
   return x * 0x2545F4914F6CDD1DULL;
 }
 
-void gq_push_locked(sched* s, fiber* head, fiber* tail, std::int64_t n)
+void gq_push_locked(sched* s, fiber* const* fs, std::int64_t n)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  tail->next = nullptr;
-  if (s->gq_tail != nullptr) {
-    s->gq_tail->next = head;
-  } else {
-    s->gq_head = head;
-  }
-  s->gq_tail = tail;
-  s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  s->gq.insert(s->gq.end(), fs, fs + n);
+  s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
 }
 
 fiber* gq_pop_locked(sched* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  fiber* f = s->gq_head;
-  if (f == nullptr) return nullptr;
-  s->gq_head = f->next;
-  if (s->gq_head == nullptr) s->gq_tail = nullptr;
-  f->next = nullptr;
-  s->gq_size.store(s->gq_size.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  if (s->gq.empty()) return nullptr;
+  fiber* f = s->gq.front();
+  s->gq.pop_front();
+  s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
   return f;
 }
 
 // Go's globrunqget: take a fair share of the global queue, run one, queue the
 // rest locally.
 fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  std::int64_t size = s->gq_size.load(std::memory_order_relaxed);
+  std::int64_t size = static_cast<std::int64_t>(s->gq.size());
   if (size == 0) return nullptr;
   std::int64_t n = size / s->nprocs + 1;
   if (n > size) n = size;
   if (n > static_cast<std::int64_t>(runq::kSize / 2)) n = runq::kSize / 2;
-  fiber* first = gq_pop_locked(s);
-  for (std::int64_t i = 1; i < n; ++i) {
-    fiber* f = gq_pop_locked(s);
-    if (!p->q.push(f)) {  // cannot happen with n <= kSize/2 and an idle P; be safe
-      gq_push_locked(s, f, f, 1);
-      break;
-    }
+  fiber* first = s->gq.front();
+  std::int64_t moved = 1;
+  for (; moved < n; ++moved) {
+    if (!p->q.push(s->gq[static_cast<std::size_t>(moved)])) break;  // full: leave the rest
   }
+  s->gq.erase(s->gq.begin(), s->gq.begin() + moved);
+  s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
   return first;
 }
 
@@ -202,7 +193,11 @@ const char* to_string(fiber_state s) {
 }
 
 void set_state(fiber* f, fiber_state from, fiber_state to) {
-  fiber_state old = f->state.exchange(to, std::memory_order_acq_rel);
+  // A plain load and store, not an exchange: every transition is made by the
+  // one party that owns the fiber at that moment (protocol in sched.hpp), so
+  // this is an assertion, not synchronization. ready() uses an exchange.
+  fiber_state old = f->state.load(std::memory_order_relaxed);
+  f->state.store(to, std::memory_order_relaxed);
   if (old != from) {
     fatal("goro: internal error: fiber %" PRIu64 " went %s -> %s but was %s", f->id,
           to_string(from), to_string(to), to_string(old));
@@ -230,10 +225,9 @@ void runq_put(processor* p, fiber* f, bool next) {
     std::uint32_t n = p->q.take_half(batch);
     if (n == 0) continue;  // thieves made room
     batch[n] = f;
-    for (std::uint32_t i = 0; i < n; ++i) batch[i]->next = batch[i + 1];
     sched* s = current_worker()->s;
     std::lock_guard lk(s->mu);
-    gq_push_locked(s, batch[0], batch[n], n + 1);
+    gq_push_locked(s, batch, n + 1);
     return;
   }
 }
@@ -336,25 +330,33 @@ void stop_workers(sched* s) {
   }
 }
 
-void registry_add(sched* s, fiber* f) {
-  sched::shard& sh = s->registry[f->id % sched::kRegistryShards];
-  std::lock_guard lk(sh.mu);
+void registry_add(processor* p, fiber* f) {
+  std::lock_guard lk(p->reg_mu);
+  f->reg_p = p;
   f->reg_prev = nullptr;
-  f->reg_next = sh.head;
-  if (sh.head != nullptr) sh.head->reg_prev = f;
-  sh.head = f;
+  f->reg_next = p->reg_head;
+  if (p->reg_head != nullptr) p->reg_head->reg_prev = f;
+  p->reg_head = f;
 }
 
-void registry_remove(sched* s, fiber* f) {
-  sched::shard& sh = s->registry[f->id % sched::kRegistryShards];
-  std::lock_guard lk(sh.mu);
+void registry_remove(fiber* f) {
+  processor* p = f->reg_p;
+  if (p == nullptr) return;
+  std::lock_guard lk(p->reg_mu);
   if (f->reg_prev != nullptr) {
     f->reg_prev->reg_next = f->reg_next;
   } else {
-    sh.head = f->reg_next;
+    p->reg_head = f->reg_next;
   }
   if (f->reg_next != nullptr) f->reg_next->reg_prev = f->reg_prev;
   f->reg_prev = f->reg_next = nullptr;
+  f->reg_p = nullptr;
+}
+
+std::int64_t live_fibers(sched* s) {
+  std::int64_t n = s->external_live.load(std::memory_order_relaxed);
+  for (processor* p : s->ps) n += p->live.load(std::memory_order_relaxed);
+  return n;
 }
 
 fiber* alloc_fiber(sched* s, processor* p) {
@@ -391,7 +393,7 @@ void free_fiber(sched* s, processor* p, fiber* f) {
   f->ctx = nullptr;
   f->stk = stack{};
   f->unwinding = f->unwind_thrown = f->is_main = false;
-  f->next = nullptr;
+  f->reg_p = nullptr;
   f->asan_fake_stack = nullptr;
   f->tsan = nullptr;
   f->wait_reason = nullptr;
@@ -405,7 +407,12 @@ void free_fiber(sched* s, processor* p, fiber* f) {
 }
 
 void ready(fiber* f) {
-  set_state(f, fiber_state::parked, fiber_state::runnable);
+  // An exchange here: a double ready() (a protocol bug) must be caught.
+  fiber_state old = f->state.exchange(fiber_state::runnable, std::memory_order_acq_rel);
+  if (old != fiber_state::parked) {
+    fatal("goro: internal error: ready() of fiber %" PRIu64 " that is %s, not parked", f->id,
+          to_string(old));
+  }
   worker* w = current_worker();
   sched* s = nullptr;
   if (w != nullptr) {
@@ -414,7 +421,7 @@ void ready(fiber* f) {
   } else {
     s = g_sched.load(std::memory_order_acquire);
     std::lock_guard lk(s->mu);
-    gq_push_locked(s, f, f, 1);
+    gq_push_locked(s, &f, 1);
   }
   wakep_if_needed(s);
 }

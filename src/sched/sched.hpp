@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -41,6 +42,7 @@
 #include "goro/detail/task.hpp"
 #include "goro/runtime.hpp"
 #include "sched/runq.hpp"
+#include "wait/spinlock.hpp"
 
 namespace goro::detail {
 
@@ -55,6 +57,7 @@ enum class fiber_state : std::uint8_t {
 const char* to_string(fiber_state s);
 
 struct local_storage;  // fiber_local values (fiber_local.cpp)
+struct processor;
 
 struct fiber {
   // Saved context while not running; null until the first run. Written by
@@ -67,9 +70,9 @@ struct fiber {
   bool unwinding = false;      // set at shutdown: the next switch-back throws
   bool unwind_thrown = false;  // the unwind exception was thrown once already
   bool is_main = false;
-  task fn;                    // cleared when the fiber starts running it
-  fiber* next = nullptr;      // global run queue link; guarded by sched::mu
-  fiber* reg_prev = nullptr;  // registry links; guarded by the shard mutex
+  task fn;                     // cleared when the fiber starts running it
+  processor* reg_p = nullptr;  // whose registry holds it (started fibers only)
+  fiber* reg_prev = nullptr;   // registry links; guarded by reg_p->reg_mu
   fiber* reg_next = nullptr;
   void* asan_fake_stack = nullptr;    // ASan bookkeeping across switches
   void* tsan = nullptr;               // TSan fiber handle, created at first run
@@ -90,6 +93,17 @@ struct processor {
   stack_cache stacks;                     // owner only
   std::vector<fiber*> free_fibers;        // owner only: recycled records
   std::uint64_t next_id = 0, end_id = 0;  // owner only: [next_id, end_id) reserved ids
+
+  // Fibers spawned minus fibers finished on this P (may be negative: a fiber
+  // often ends on another P). Owner writes; anyone reads; sum = num_fibers.
+  std::atomic<std::int64_t> live{0};
+
+  // Registry of started fibers whose first run was on this P. Unstarted
+  // fibers are only in run queues, where the unwinder finds them at exit.
+  // Mostly touched by the owner (a short fiber starts and ends on one P), so
+  // the lock is rarely contended. A spinlock: see wait/spinlock.hpp.
+  spinlock reg_mu;
+  fiber* reg_head ABSL_GUARDED_BY(reg_mu) = nullptr;
 };
 
 // What the context that takes over must do with the fiber that switched away.
@@ -140,8 +154,10 @@ struct sched {
   std::vector<worker*> ws;
 
   std::mutex mu;  // the scheduler lock: global queue, idle list, free pools
-  fiber* gq_head ABSL_GUARDED_BY(mu) = nullptr;  // global run queue (FIFO)
-  fiber* gq_tail ABSL_GUARDED_BY(mu) = nullptr;
+  // The global run queue (FIFO). A deque of pointers, not a list through the
+  // fibers: moving a batch in or out is a copy of contiguous pointers, with
+  // no cache miss per fiber while the lock is held.
+  std::deque<fiber*> gq ABSL_GUARDED_BY(mu);
   std::atomic<std::int64_t> gq_size{0};                 // written under mu; read racily as a hint
   std::vector<worker*> idle ABSL_GUARDED_BY(mu);        // sleeping workers (LIFO)
   std::vector<fiber*> free_fibers ABSL_GUARDED_BY(mu);  // spilled fiber records
@@ -152,18 +168,9 @@ struct sched {
   std::atomic<int> npidle{0};
   std::atomic<int> nmspinning{0};
 
-  std::atomic<bool> stopping{false};  // main returned: workers exit
-  std::atomic<std::int64_t> live{0};  // fibers that exist (num_fibers)
-  std::atomic<std::uint64_t> ids{1};  // next unreserved fiber id
-
-  // All fibers that exist, for the unwinder at exit and for dumps. Sharded by
-  // id so spawning on several Ps rarely contends.
-  static constexpr int kRegistryShards = 64;
-  struct shard {
-    std::mutex mu;
-    fiber* head ABSL_GUARDED_BY(mu) = nullptr;
-  };
-  shard registry[kRegistryShards];
+  std::atomic<bool> stopping{false};           // main returned: workers exit
+  std::atomic<std::int64_t> external_live{0};  // fibers spawned by OS threads
+  std::atomic<std::uint64_t> ids{1};           // next unreserved fiber id
 
   std::exception_ptr main_exception;        // written by the main fiber
   std::atomic<std::uint32_t> main_done{0};  // futex word for run()'s caller
@@ -208,8 +215,12 @@ fiber* find_runnable(worker* w);  // blocks; null when the runtime stops
 void runq_put(processor* p, fiber* f, bool next);
 void wakep_if_needed(sched* s);
 void stop_workers(sched* s);
-void registry_add(sched* s, fiber* f);
-void registry_remove(sched* s, fiber* f);
+void registry_add(processor* p, fiber* f);
+void registry_remove(fiber* f);
+std::int64_t live_fibers(sched* s);
+inline void add_live(processor* p, std::int64_t d) {
+  p->live.store(p->live.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+}
 fiber* alloc_fiber(sched* s, processor* p);
 void free_fiber(sched* s, processor* p, fiber* f);
 
