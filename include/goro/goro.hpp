@@ -1,11 +1,13 @@
 // goro/goro.hpp — the umbrella header: Go's concurrency model for C++20.
 //
 //   goro/runtime.hpp      run, go, yield, maxprocs, num_fibers, options
+//   goro/chan.hpp         chan<T>, make_chan<T>(n), channel_closed
 //   goro/fiber_local.hpp  fiber_local<T>: per-fiber variables
 //   goro/sync.hpp         wait_group (more primitives to come)
 //   goro/dump.hpp         dump(): every fiber and what it waits on
 #pragma once
 
+#include "goro/chan.hpp"
 #include "goro/dump.hpp"
 #include "goro/fiber_local.hpp"
 #include "goro/runtime.hpp"

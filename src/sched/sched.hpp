@@ -39,10 +39,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "fiber/stack.hpp"
+#include "goro/detail/spinlock.hpp"
 #include "goro/detail/task.hpp"
 #include "goro/runtime.hpp"
 #include "sched/runq.hpp"
-#include "wait/spinlock.hpp"
 
 namespace goro::detail {
 
@@ -101,7 +101,7 @@ struct processor {
   // Registry of started fibers whose first run was on this P. Unstarted
   // fibers are only in run queues, where the unwinder finds them at exit.
   // Mostly touched by the owner (a short fiber starts and ends on one P), so
-  // the lock is rarely contended. A spinlock: see wait/spinlock.hpp.
+  // the lock is rarely contended. A spinlock: see goro/detail/spinlock.hpp.
   spinlock reg_mu;
   fiber* reg_head ABSL_GUARDED_BY(reg_mu) = nullptr;
 };

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "wait/spinlock.hpp"
+#include "goro/detail/spinlock.hpp"
 
 namespace goro::detail {
 namespace {

@@ -1,4 +1,4 @@
-// src/wait/spinlock.hpp — a tiny lock for very short critical sections inside
+// goro/detail/spinlock.hpp — a tiny lock for very short critical sections inside
 // the runtime (wait-queue buckets, channel state).
 //
 // Why not std::mutex: the wait protocol releases a lock in after_switch(), on

@@ -1,0 +1,107 @@
+// goro/detail/chan_base.hpp — the type-erased core of goro::chan<T>.
+//
+// Algorithm: Go's runtime/chan.go. One lock per channel guards a ring buffer
+// of `cap` slots and two FIFO queues of waiters (Go's sudogs): blocked
+// receivers (recvq) and blocked senders (sendq). Invariants, under `mu_`:
+//   * at least one of recvq, sendq is empty (unless a select waits on both
+//     ends of one channel — not possible yet: select is not implemented);
+//   * for a buffered channel: count_ > 0 implies recvq is empty, and
+//     count_ < cap_ implies sendq is empty;
+//   * for an unbuffered channel count_ == 0; a value passes directly from the
+//     sender's stack to the receiver's storage, copied by whoever arrives
+//     second, while the other is parked (so both addresses are stable).
+// A waiter is linked only while its owner is parked (or about to be); the
+// party that unlinks it fills in `success` and then, after unlocking, wakes
+// it with parker::unpark() exactly once.
+//
+// The element type is erased behind elem_ops so that select (which locks
+// several channels of different types in address order) can share this code.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+
+#include "goro/detail/spinlock.hpp"
+
+namespace goro {
+
+// Thrown by send on a closed channel, close of a closed or nil channel, and by
+// a sender blocked in send when the channel is closed (Go panics there).
+class channel_closed : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+namespace detail {
+
+class parker;
+
+struct elem_ops {
+  void (*construct)(void* raw, void* src);  // move-construct a T at raw from *src
+  void (*destroy)(void* obj);               // destroy the T at obj
+  void (*deliver)(void* dst, void* src);    // move *src into a receiver's dst
+  std::size_t size;
+};
+
+struct chan_waiter {
+  parker* pk = nullptr;
+  void* elem = nullptr;  // send: the T to move from; recv: the receiver's dst
+  bool success = false;  // set by the waker: true = value passed, false = closed
+  bool linked = false;
+  chan_waiter* prev = nullptr;
+  chan_waiter* next = nullptr;
+};
+
+struct waitq {
+  chan_waiter* head = nullptr;
+  chan_waiter* tail = nullptr;
+  void push(chan_waiter* w);
+  chan_waiter* pop();
+  void remove(chan_waiter* w);
+  bool empty() const { return head == nullptr; }
+};
+
+class chan_base {
+ public:
+  chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
+      : cap_(cap), ops_(ops), buf_(buf) {}
+  chan_base(const chan_base&) = delete;
+  chan_base& operator=(const chan_base&) = delete;
+
+  // Moves *src into the channel. Blocks while it cannot (unless !block, then
+  // returns false). Throws channel_closed if closed before or while blocked.
+  bool send(void* src, bool block);
+  // Receives into dst (via ops->deliver). Returns 1 on a value, 0 if closed
+  // and drained, -1 if !block and nothing is ready.
+  int recv(void* dst, bool block);
+  void close();
+  std::size_t size() const;
+  std::size_t capacity() const { return cap_; }
+
+ protected:
+  ~chan_base() = default;  // the owner destroys buffered elements (drain())
+  // Destroys the elements still buffered (from the derived destructor).
+  void drain();
+  unsigned char* buffer() const { return buf_; }
+
+ private:
+  void* slot(std::size_t i) const { return buf_ + i * ops_->size; }
+
+  mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
+  const std::size_t cap_;
+  const elem_ops* const ops_;
+  unsigned char* const buf_;  // cap_ slots of ops_->size bytes
+  std::size_t count_ = 0;     // buffered elements
+  std::size_t recvx_ = 0;     // next slot to receive from
+  std::size_t sendx_ = 0;     // next slot to send into
+  bool closed_ = false;
+  waitq recvq_;
+  waitq sendq_;
+};
+
+// Blocks the caller forever (a nil channel operation); at shutdown the fiber
+// is unwound from here.
+[[noreturn]] void block_forever(const char* reason);
+
+}  // namespace detail
+}  // namespace goro

@@ -1,0 +1,278 @@
+// Conformance tests for goro::chan: Go's channel semantics (the behaviours
+// Go's test/chan programs and runtime/chan_test.go check), without select.
+#define BOOST_TEST_MODULE chan
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.hpp"
+#include "goro/goro.hpp"
+
+namespace bdata = boost::unit_test::data;
+using goro_test::kProcs;
+
+BOOST_AUTO_TEST_CASE(nil_channel) {
+  goro::chan<int> c;
+  BOOST_TEST(!c);
+  BOOST_TEST((c == goro::chan<int>()));
+  BOOST_TEST(c.size() == 0u);
+  BOOST_TEST(c.capacity() == 0u);
+  BOOST_TEST(!c.try_send(1));
+  BOOST_CHECK_THROW(c.close(), goro::channel_closed);
+}
+
+BOOST_AUTO_TEST_CASE(handles_share_identity) {
+  auto a = goro::make_chan<int>(3);
+  auto b = a;
+  BOOST_TEST(static_cast<bool>(a));
+  BOOST_TEST((a == b));
+  BOOST_TEST(!(a == goro::make_chan<int>(3)));
+  BOOST_TEST(a.try_send(1));
+  BOOST_TEST(b.size() == 1u);
+  BOOST_TEST(b.capacity() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(buffered_fifo_then_drain_after_close) {
+  // No runtime needed for non-blocking use from a plain thread.
+  auto c = goro::make_chan<int>(5);
+  for (int i = 0; i < 5; ++i) BOOST_TEST(c.try_send(i));
+  BOOST_TEST(!c.try_send(99));  // full
+  c.close();
+  BOOST_CHECK_THROW(c.send(1), goro::channel_closed);
+  BOOST_CHECK_THROW(c.try_send(1), goro::channel_closed);
+  BOOST_CHECK_THROW(c.close(), goro::channel_closed);
+  for (int i = 0; i < 5; ++i) BOOST_TEST(*c.recv() == i);
+  for (int i = 0; i < 3; ++i) BOOST_TEST(!c.recv().has_value());
+}
+
+BOOST_AUTO_TEST_CASE(move_only_and_no_default_ctor) {
+  struct no_default {
+    explicit no_default(int v) : v(v) {}
+    int v;
+  };
+  auto c = goro::make_chan<std::unique_ptr<int>>(1);
+  c.send(std::make_unique<int>(7));
+  BOOST_TEST(**c.recv() == 7);
+  auto d = goro::make_chan<no_default>(2);
+  d.send(no_default(3));
+  BOOST_TEST(d.recv()->v == 3);
+  // Buffered elements are destroyed with the channel.
+  auto token = std::make_shared<int>(1);
+  {
+    auto e = goro::make_chan<std::shared_ptr<int>>(4);
+    e.send(token);
+    e.send(token);
+    BOOST_TEST(token.use_count() == 3);
+  }
+  BOOST_TEST(token.use_count() == 1);
+}
+
+BOOST_DATA_TEST_CASE(unbuffered_ping_pong, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto ping = goro::make_chan<int>(), pong = goro::make_chan<int>();
+    goro::go([=] {
+      for (auto& v : ping) pong.send(v + 1);
+      pong.close();
+    });
+    long sum = 0;
+    for (int i = 0; i < 10000; ++i) {
+      ping.send(i);
+      sum += *pong.recv();
+    }
+    ping.close();
+    BOOST_TEST(!pong.recv().has_value());
+    BOOST_TEST(sum == 10000L * 9999 / 2 + 10000);
+  });
+}
+
+BOOST_DATA_TEST_CASE(close_wakes_receivers_and_senders, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto c = goro::make_chan<int>();
+    std::atomic<int> got_closed{0}, threw{0};
+    goro::wait_group wg;
+    for (int i = 0; i < 10; ++i) {
+      wg.add(2);
+      goro::go([&, c] {
+        if (!c.recv()) got_closed.fetch_add(1);
+        wg.done();
+      });
+      goro::go([&, c] {
+        try {
+          c.send(1);  // may pair with a receiver before close
+        } catch (const goro::channel_closed&) {
+          threw.fetch_add(1);
+        }
+        wg.done();
+      });
+    }
+    for (int i = 0; i < 100; ++i) goro::yield();
+    c.close();
+    wg.wait();
+    // Every sender either paired with a receiver or threw; every receiver
+    // either got a value or saw the close.
+    BOOST_TEST(got_closed.load() == threw.load());
+  });
+}
+
+BOOST_DATA_TEST_CASE(blocked_receivers_served_fifo, bdata::make(std::vector<int>{1}), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto c = goro::make_chan<int>();
+    auto order = goro::make_chan<int>(10);
+    for (int i = 0; i < 10; ++i) {
+      goro::go([=] { order.send(i * 100 + *c.recv()); });
+      goro::yield();  // with one processor: receiver i parks before i+1 starts
+    }
+    for (int i = 0; i < 10; ++i) c.send(i);
+    // Receiver i (the i-th to block) must have got value i, whatever order
+    // the receivers then run in.
+    std::vector<int> got;
+    for (int i = 0; i < 10; ++i) got.push_back(*order.recv());
+    std::sort(got.begin(), got.end());
+    for (int i = 0; i < 10; ++i) BOOST_TEST(got[static_cast<std::size_t>(i)] == i * 101);
+  });
+}
+
+BOOST_DATA_TEST_CASE(capacities_exact_multiset, bdata::make(kProcs), procs) {
+  // 4 senders x 4 receivers per capacity; every value seen exactly once.
+  goro::run({.maxprocs = procs}, [] {
+    for (std::size_t cap : {0, 1, 2, 5, 10, 50}) {
+      auto c = goro::make_chan<int>(cap);
+      BOOST_TEST(c.capacity() == cap);
+      constexpr int kPer = 2000;
+      std::vector<std::atomic<int>> seen(4 * kPer);
+      goro::wait_group senders, receivers;
+      senders.add(4);
+      receivers.add(4);
+      for (int s = 0; s < 4; ++s) {
+        goro::go([&, s] {
+          for (int i = 0; i < kPer; ++i) c.send(s * kPer + i);
+          senders.done();
+        });
+      }
+      for (int r = 0; r < 4; ++r) {
+        goro::go([&] {
+          for (auto& v : c) seen[static_cast<std::size_t>(v)].fetch_add(1);
+          receivers.done();
+        });
+      }
+      senders.wait();
+      BOOST_TEST(c.size() <= cap);
+      c.close();
+      receivers.wait();
+      int bad = 0;
+      for (auto& n : seen) bad += n.load() != 1;
+      BOOST_TEST(bad == 0, "cap " << cap);
+    }
+  });
+}
+
+BOOST_DATA_TEST_CASE(multi_consumer_23_workers, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kWorkers = 23, kItems = 10000;
+    auto q = goro::make_chan<int>();
+    auto results = goro::make_chan<long>(kWorkers);
+    std::atomic<int> count{0};
+    for (int w = 0; w < kWorkers; ++w) {
+      goro::go([&, q, results] {
+        long sum = 0;
+        for (auto& v : q) {
+          sum += v;
+          count.fetch_add(1);
+        }
+        results.send(sum);
+      });
+    }
+    for (int i = 0; i < kItems; ++i) q.send(i);
+    q.close();
+    long total = 0;
+    for (int w = 0; w < kWorkers; ++w) total += *results.recv();
+    BOOST_TEST(count.load() == kItems);
+    BOOST_TEST(total == static_cast<long>(kItems) * (kItems - 1) / 2);
+  });
+}
+
+BOOST_DATA_TEST_CASE(prime_sieve, bdata::make(kProcs), procs) {
+  // Go's classic concurrent prime sieve: a chain of filter fibers.
+  std::vector<int> primes;
+  goro::run({.maxprocs = procs}, [&] {
+    auto ch = goro::make_chan<int>();
+    goro::go([ch] {
+      for (int i = 2;; ++i) ch.send(i);
+    });
+    for (int i = 0; i < 100; ++i) {
+      int prime = *ch.recv();
+      primes.push_back(prime);
+      auto next = goro::make_chan<int>();
+      goro::go([in = ch, out = next, prime] {
+        for (;;) {
+          int v = *in.recv();
+          if (v % prime != 0) out.send(v);
+        }
+      });
+      ch = next;
+    }
+  });  // the filters are still blocked: unwound at exit
+  BOOST_TEST(primes.size() == 100u);
+  BOOST_TEST(primes.front() == 2);
+  BOOST_TEST(primes.back() == 541);
+}
+
+BOOST_DATA_TEST_CASE(os_threads_on_either_side, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto to_thread = goro::make_chan<int>(), from_thread = goro::make_chan<int>(3);
+    std::thread t([=] {
+      for (auto& v : to_thread) from_thread.send(v * 2);
+      from_thread.close();
+    });
+    long sum = 0;
+    goro::go([=] {
+      for (int i = 0; i < 1000; ++i) to_thread.send(i);
+      to_thread.close();
+    });
+    for (auto& v : from_thread) sum += v;
+    t.join();
+    BOOST_TEST(sum == 999L * 1000);
+  });
+}
+
+BOOST_DATA_TEST_CASE(void_channel, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto done = goro::make_chan<void>();
+    goro::go([=] { done.send(); });
+    BOOST_TEST(done.recv());
+    done.close();
+    BOOST_TEST(!done.recv());
+    auto sem = goro::make_chan<void>(2);
+    BOOST_TEST(sem.try_send());
+    BOOST_TEST(sem.try_send());
+    BOOST_TEST(!sem.try_send());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(nil_channel_blocks_until_unwound) {
+  std::atomic<int> destroyed{0};
+  struct guard {
+    std::atomic<int>* n;
+    ~guard() { n->fetch_add(1); }
+  };
+  goro::run({.maxprocs = 2}, [&] {
+    goro::chan<int> nil;
+    goro::wait_group started;
+    started.add(2);
+    goro::go([&, nil] {
+      guard g{&destroyed};
+      started.done();
+      nil.send(1);
+    });
+    goro::go([&, nil] {
+      guard g{&destroyed};
+      started.done();
+      (void)nil.recv();
+    });
+    started.wait();
+  });
+  BOOST_TEST(destroyed.load() == 2);
+}
