@@ -2,6 +2,7 @@
 //
 //   goro/runtime.hpp      run, go, yield, maxprocs, num_fibers, options
 //   goro/chan.hpp         chan<T>, make_chan<T>(n), channel_closed
+//   goro/select.hpp       select(on_recv, on_send, on_default), select_case
 //   goro/fiber_local.hpp  fiber_local<T>: per-fiber variables
 //   goro/sync.hpp         wait_group (more primitives to come)
 //   goro/dump.hpp         dump(): every fiber and what it waits on
@@ -11,4 +12,5 @@
 #include "goro/dump.hpp"
 #include "goro/fiber_local.hpp"
 #include "goro/runtime.hpp"
+#include "goro/select.hpp"
 #include "goro/sync.hpp"

@@ -28,6 +28,8 @@ void park_waiter(spinlock& mu, waitq& q, chan_waiter& w,
   }
 }
 
+[[noreturn]] void throw_closed_send() { throw channel_closed("goro: send on closed channel"); }
+
 }  // namespace
 
 void waitq::push(chan_waiter* w) {
@@ -63,45 +65,38 @@ chan_waiter* waitq::pop() {
   return w;
 }
 
-bool chan_base::send(void* src, bool block) {
-  mu_.lock();
-  if (closed_) {
-    mu_.unlock();
-    throw channel_closed("goro: send on closed channel");
+chan_waiter* waitq::dequeue() {
+  while (chan_waiter* w = pop()) {
+    if (w->sel == nullptr) return w;
+    int expected = -1;
+    if (w->sel->winner.compare_exchange_strong(expected, w->case_index,
+                                               std::memory_order_acq_rel)) {
+      return w;
+    }
   }
-  if (chan_waiter* r = recvq_.pop()) {
+  return nullptr;
+}
+
+bool chan_base::try_send_locked(void* src, chan_waiter** wake) {
+  if (closed_) throw_closed_send();
+  if (chan_waiter* r = recvq_.dequeue()) {
     // A receiver is parked (so the buffer is empty): hand the value over.
     ops_->deliver(r->elem, src);
     r->success = true;
-    parker* pk = r->pk;
-    mu_.unlock();
-    pk->unpark();
+    *wake = r;
     return true;
   }
   if (count_ < cap_) {
     ops_->construct(slot(sendx_), src);
     sendx_ = sendx_ + 1 == cap_ ? 0 : sendx_ + 1;
     ++count_;
-    mu_.unlock();
     return true;
   }
-  if (!block) {
-    mu_.unlock();
-    return false;
-  }
-  parker pk;
-  chan_waiter me;
-  me.pk = &pk;
-  me.elem = src;
-  sendq_.push(&me);
-  park_waiter(mu_, sendq_, me, "chan send");
-  if (!me.success) throw channel_closed("goro: send on closed channel");
-  return true;
+  return false;
 }
 
-int chan_base::recv(void* dst, bool block) {
-  mu_.lock();
-  if (chan_waiter* s = sendq_.pop()) {
+bool chan_base::try_recv_locked(void* dst, bool* ok, chan_waiter** wake) {
+  if (chan_waiter* s = sendq_.dequeue()) {
     if (cap_ == 0) {
       ops_->deliver(dst, s->elem);  // straight from the parked sender
     } else {
@@ -114,22 +109,58 @@ int chan_base::recv(void* dst, bool block) {
       sendx_ = recvx_;
     }
     s->success = true;
-    parker* pk = s->pk;
-    mu_.unlock();
-    pk->unpark();
-    return 1;
+    *wake = s;
+    *ok = true;
+    return true;
   }
   if (count_ > 0) {
     ops_->deliver(dst, slot(recvx_));
     ops_->destroy(slot(recvx_));
     recvx_ = recvx_ + 1 == cap_ ? 0 : recvx_ + 1;
     --count_;
-    mu_.unlock();
-    return 1;
+    *ok = true;
+    return true;
   }
   if (closed_) {
+    *ok = false;
+    return true;
+  }
+  return false;
+}
+
+bool chan_base::send(void* src, bool block) {
+  chan_waiter* wake = nullptr;
+  mu_.lock();
+  bool done = false;
+  try {
+    done = try_send_locked(src, &wake);
+  } catch (...) {
     mu_.unlock();
-    return 0;
+    throw;
+  }
+  if (done || !block) {
+    mu_.unlock();
+    if (wake != nullptr) wake->pk->unpark();
+    return done;
+  }
+  parker pk;
+  chan_waiter me;
+  me.pk = &pk;
+  me.elem = src;
+  sendq_.push(&me);
+  park_waiter(mu_, sendq_, me, "chan send");
+  if (!me.success) throw_closed_send();
+  return true;
+}
+
+int chan_base::recv(void* dst, bool block) {
+  chan_waiter* wake = nullptr;
+  bool ok = false;
+  mu_.lock();
+  if (try_recv_locked(dst, &ok, &wake)) {
+    mu_.unlock();
+    if (wake != nullptr) wake->pk->unpark();
+    return ok ? 1 : 0;
   }
   if (!block) {
     mu_.unlock();
@@ -155,12 +186,12 @@ void chan_base::close() {
   // wake them after unlocking. `next` links the collected list; a waiter's
   // record may vanish once it is unparked, so read `next` first.
   chan_waiter* woken = nullptr;
-  while (chan_waiter* w = recvq_.pop()) {
+  while (chan_waiter* w = recvq_.dequeue()) {
     w->success = false;
     w->next = woken;
     woken = w;
   }
-  while (chan_waiter* w = sendq_.pop()) {
+  while (chan_waiter* w = sendq_.dequeue()) {
     w->success = false;
     w->next = woken;
     woken = w;

@@ -3,8 +3,8 @@
 // Algorithm: Go's runtime/chan.go. One lock per channel guards a ring buffer
 // of `cap` slots and two FIFO queues of waiters (Go's sudogs): blocked
 // receivers (recvq) and blocked senders (sendq). Invariants, under `mu_`:
-//   * at least one of recvq, sendq is empty (unless a select waits on both
-//     ends of one channel — not possible yet: select is not implemented);
+//   * at least one of recvq, sendq is empty, except when a select waits on
+//     both ends of one channel (it never pairs with itself);
 //   * for a buffered channel: count_ > 0 implies recvq is empty, and
 //     count_ < cap_ implies sendq is empty;
 //   * for an unbuffered channel count_ == 0; a value passes directly from the
@@ -18,6 +18,7 @@
 // several channels of different types in address order) can share this code.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <stdexcept>
 
@@ -43,10 +44,18 @@ struct elem_ops {
   std::size_t size;
 };
 
+// Shared by the waiters of one blocked select: the first waker to CAS
+// `winner` from -1 to its case index commits that case; the others skip.
+struct select_state {
+  std::atomic<int> winner{-1};
+};
+
 struct chan_waiter {
   parker* pk = nullptr;
-  void* elem = nullptr;  // send: the T to move from; recv: the receiver's dst
-  bool success = false;  // set by the waker: true = value passed, false = closed
+  select_state* sel = nullptr;  // null: a plain send/recv
+  int case_index = 0;           // with sel: which case this waiter is
+  void* elem = nullptr;         // send: the T to move from; recv: the receiver's dst
+  bool success = false;         // set by the waker: true = value passed, false = closed
   bool linked = false;
   chan_waiter* prev = nullptr;
   chan_waiter* next = nullptr;
@@ -57,9 +66,15 @@ struct waitq {
   chan_waiter* tail = nullptr;
   void push(chan_waiter* w);
   chan_waiter* pop();
+  // Pops the first waiter that can still proceed: a plain one, or a select's
+  // whose `winner` this call wins. Waiters of selects already committed
+  // elsewhere are dropped (their owner finds them unlinked).
+  chan_waiter* dequeue();
   void remove(chan_waiter* w);
   bool empty() const { return head == nullptr; }
 };
+
+struct select_op;
 
 class chan_base {
  public:
@@ -97,11 +112,34 @@ class chan_base {
   bool closed_ = false;
   waitq recvq_;
   waitq sendq_;
+
+  friend std::size_t select_impl(select_op*, std::size_t, bool);
+  // The non-blocking halves of send/recv, with mu_ held. Return false if the
+  // operation cannot proceed now; on success they unlock nothing and return
+  // the waiter to unpark (or null). `closed_send` is set for a send on a
+  // closed channel.
+  bool try_send_locked(void* src, chan_waiter** wake);
+  bool try_recv_locked(void* dst, bool* ok, chan_waiter** wake);
 };
 
 // Blocks the caller forever (a nil channel operation); at shutdown the fiber
 // is unwound from here.
 [[noreturn]] void block_forever(const char* reason);
+
+// One case of a select, type-erased. `c` null: a nil channel (never ready).
+struct select_op {
+  chan_base* c = nullptr;
+  bool is_send = false;
+  void* elem = nullptr;  // send: the T to move from; recv: std::optional<T>*
+  bool ok = false;       // out: recv got a value (false: closed)
+};
+
+// Go's selectgo: commits exactly one ready case, chosen uniformly at random
+// among the ready ones, and returns its index; with none ready returns n if
+// `has_default`, else blocks until one is. Throws channel_closed if the
+// chosen case is a send on a closed channel. With no non-nil case and no
+// default it blocks forever.
+std::size_t select_impl(select_op* ops, std::size_t n, bool has_default);
 
 }  // namespace detail
 }  // namespace goro

@@ -1,0 +1,253 @@
+// goro/select.hpp — Go's select statement.
+//
+//   std::size_t i = goro::select(
+//       goro::on_recv(in, [](std::optional<int> v) { /* nullopt: in is closed */ }),
+//       goro::on_send(out, 42, [] { /* sent */ }),
+//       goro::on_recv(ctx_done, [] { /* ready */ }),
+//       goro::on_default([] { /* nothing was ready */ }));
+//
+//   goro::on_recv(c [, handler])       handler(): or handler(std::optional<T>)
+//                                      (handler(bool) for chan<void>)
+//   goro::on_send(c, v [, handler])    handler(); for chan<void>: on_send(c [, handler])
+//   goro::on_default([handler])        at most one
+//   goro::select(cases...)             returns the index of the case that ran
+//   goro::select(range)                over a runtime-sized range of goro::select_case
+//
+// Semantics (Go's):
+//   * Each case holds its own copy of the channel handle (and of the value to
+//     send), taken when the case is made: reassigning the variable inside a
+//     handler affects later selects only.
+//   * Exactly one case commits. When several are ready, one is chosen
+//     uniformly at random. Cases on nil channels are never chosen.
+//   * With no ready case, on_default runs if present; otherwise the caller
+//     blocks (a fiber parks, a plain OS thread blocks) until a case can
+//     commit. With only nil cases and no default, or no cases at all, it
+//     blocks forever.
+//   * The chosen case's handler runs after the operation, outside any lock.
+//   * The same channel may appear in several cases; a select never pairs
+//     with itself (its send cannot meet its own receive).
+//   * on_send to a closed channel throws goro::channel_closed when chosen; a
+//     receive from a closed channel is ready and yields std::nullopt/false.
+#pragma once
+
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "goro/chan.hpp"
+
+namespace goro {
+
+namespace detail {
+
+template <class T>
+using elem_t = std::conditional_t<std::is_void_v<T>, unit, T>;
+
+struct no_handler {};
+
+template <class T, class F>
+struct recv_case {
+  chan<T> c;
+  F f;
+  std::optional<elem_t<T>> v;
+
+  void prepare(select_op& op, bool& /*is_default*/) {
+    op.c = c.base();
+    op.is_send = false;
+    op.elem = &v;
+  }
+  void fire(const select_op& op) {
+    if constexpr (std::is_same_v<F, no_handler>) {
+      (void)op;
+    } else if constexpr (std::is_void_v<T>) {
+      if constexpr (std::is_invocable_v<F&, bool>) {
+        f(op.ok);
+      } else {
+        static_assert(std::is_invocable_v<F&>, "goro::on_recv handler must take bool or nothing");
+        f();
+      }
+    } else {
+      if constexpr (std::is_invocable_v<F&, std::optional<T>>) {
+        f(std::move(v));
+      } else {
+        static_assert(std::is_invocable_v<F&>,
+                      "goro::on_recv handler must take std::optional<T> or nothing");
+        f();
+      }
+    }
+  }
+};
+
+template <class T, class F>
+struct send_case {
+  chan<T> c;
+  elem_t<T> v;
+  F f;
+
+  void prepare(select_op& op, bool& /*is_default*/) {
+    op.c = c.base();
+    op.is_send = true;
+    op.elem = &v;
+  }
+  void fire(const select_op& /*op*/) {
+    if constexpr (!std::is_same_v<F, no_handler>) {
+      static_assert(std::is_invocable_v<F&>, "goro::on_send handler takes no arguments");
+      f();
+    }
+  }
+};
+
+template <class F>
+struct default_case {
+  F f;
+  void prepare(select_op& op, bool& is_default) {
+    op.c = nullptr;
+    is_default = true;
+  }
+  void fire(const select_op& /*op*/) {
+    if constexpr (!std::is_same_v<F, no_handler>) f();
+  }
+};
+
+template <class C>
+struct is_case : std::false_type {};
+template <class T, class F>
+struct is_case<recv_case<T, F>> : std::true_type {};
+template <class T, class F>
+struct is_case<send_case<T, F>> : std::true_type {};
+template <class F>
+struct is_case<default_case<F>> : std::true_type {};
+template <class C>
+inline constexpr bool is_case_v = is_case<std::remove_cvref_t<C>>::value;
+
+template <class C>
+inline constexpr bool is_default_v = false;
+template <class F>
+inline constexpr bool is_default_v<default_case<F>> = true;
+
+}  // namespace detail
+
+template <class T>
+auto on_recv(const chan<T>& c) {
+  return detail::recv_case<T, detail::no_handler>{c, {}, std::nullopt};
+}
+template <class T, class F>
+auto on_recv(const chan<T>& c, F handler) {
+  return detail::recv_case<T, F>{c, std::move(handler), std::nullopt};
+}
+
+template <class T>
+requires(!std::is_void_v<T>) auto on_send(const chan<T>& c, T v) {
+  return detail::send_case<T, detail::no_handler>{c, std::move(v), {}};
+}
+template <class T, class F>
+requires(!std::is_void_v<T>) auto on_send(const chan<T>& c, T v, F handler) {
+  return detail::send_case<T, F>{c, std::move(v), std::move(handler)};
+}
+inline auto on_send(const chan<void>& c) {
+  return detail::send_case<void, detail::no_handler>{c, {}, {}};
+}
+template <class F>
+auto on_send(const chan<void>& c, F handler) {
+  return detail::send_case<void, F>{c, {}, std::move(handler)};
+}
+
+inline auto on_default() { return detail::default_case<detail::no_handler>{}; }
+template <class F>
+auto on_default(F handler) {
+  return detail::default_case<F>{std::move(handler)};
+}
+
+// select over a fixed set of cases. Returns the index of the case that ran.
+template <class... Cases>
+requires(detail::is_case_v<Cases>&&...) std::size_t select(Cases&&... cases) {
+  static_assert((0 + ... + (detail::is_default_v<std::remove_cvref_t<Cases>> ? 1 : 0)) <= 1,
+                "goro::select: at most one on_default");
+  constexpr std::size_t n = sizeof...(Cases);
+  detail::select_op ops[n + 1];  // +1: a select with no cases is valid
+  bool has_default = false;
+  std::size_t default_index = n;
+  std::size_t k = 0;
+  (
+      [&](auto& c) {
+        bool is_default = false;
+        c.prepare(ops[k], is_default);
+        if (is_default) {
+          has_default = true;
+          default_index = k;
+        }
+        ++k;
+      }(cases),
+      ...);
+  std::size_t i = detail::select_impl(ops, n, has_default);
+  if (i == n) i = default_index;
+  k = 0;
+  (
+      [&](auto& c) {
+        if (k++ == i) c.fire(ops[i]);
+      }(cases),
+      ...);
+  return i;
+}
+
+// A select case of any kind, for selects over a runtime-sized set of cases
+// (Go's reflect.Select). Built implicitly from on_recv/on_send/on_default.
+class select_case {
+ public:
+  template <class C>
+  requires detail::is_case_v<C> select_case(C c)  // NOLINT(google-explicit-constructor)
+      : impl_(std::make_unique<model<std::remove_cvref_t<C>>>(std::move(c))) {}
+
+  // Internal, used by select(range).
+  void prepare(detail::select_op& op, bool& is_default) { impl_->prepare(op, is_default); }
+  void fire(const detail::select_op& op) { impl_->fire(op); }
+
+ private:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual void prepare(detail::select_op& op, bool& is_default) = 0;
+    virtual void fire(const detail::select_op& op) = 0;
+  };
+  template <class C>
+  struct model final : concept_t {
+    explicit model(C c) : c(std::move(c)) {}
+    void prepare(detail::select_op& op, bool& is_default) override { c.prepare(op, is_default); }
+    void fire(const detail::select_op& op) override { c.fire(op); }
+    C c;
+  };
+  std::unique_ptr<concept_t> impl_;
+};
+
+// select over a contiguous range of select_case (e.g. std::vector). Returns
+// the index of the case that ran. Throws std::invalid_argument on more than
+// one on_default.
+template <class Range>
+requires std::is_same_v<std::remove_cvref_t<decltype(*std::begin(std::declval<Range&>()))>,
+                        select_case>
+    std::size_t select(Range&& cases) {
+  const std::size_t n = static_cast<std::size_t>(std::size(cases));
+  std::unique_ptr<detail::select_op[]> ops(new detail::select_op[n + 1]);
+  bool has_default = false;
+  std::size_t default_index = n;
+  std::size_t k = 0;
+  for (select_case& c : cases) {
+    bool is_default = false;
+    c.prepare(ops[k], is_default);
+    if (is_default) {
+      if (has_default) throw std::invalid_argument("goro::select: more than one on_default");
+      has_default = true;
+      default_index = k;
+    }
+    ++k;
+  }
+  std::size_t i = detail::select_impl(ops.get(), n, has_default);
+  if (i == n) i = default_index;
+  std::begin(cases)[static_cast<std::ptrdiff_t>(i)].fire(ops[i]);
+  return i;
+}
+
+}  // namespace goro

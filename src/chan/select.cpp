@@ -1,0 +1,139 @@
+// src/chan/select.cpp — select over several channel operations (Go's
+// runtime/select.go selectgo, on goro's wait protocol).
+//
+//   1. Shuffle the cases into a random poll order (uniform choice among the
+//      ready ones) and sort the distinct channels by address: the lock order,
+//      so that two selects locking overlapping channels never deadlock.
+//   2. Lock every channel; poll the cases in poll order; the first that can
+//      proceed commits (a send to a closed channel throws). Unlock; wake the
+//      partner, if any.
+//   3. Nothing ready: return the default if there is one. Otherwise link one
+//      waiter per case, all sharing one parker and one select_state, and park
+//      with every lock released after the switch.
+//   4. A waker commits a case by winning the CAS on select_state::winner
+//      (waitq::dequeue), so exactly one case commits; wakers that lose skip
+//      the waiter. Once woken, lock every channel again, unlink the waiters
+//      still linked, unlock: no stale waiter is left behind (Go issue 2075).
+// A select never pairs with itself: in step 2 none of its own waiters is
+// linked yet, and in step 4 only other parties pop its waiters.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "goro/detail/chan_base.hpp"
+#include "wait/parker.hpp"
+
+namespace goro::detail {
+namespace {
+
+// Cases most selects have fit inline; more go to the heap.
+constexpr std::size_t kInlineCases = 8;
+
+std::uint64_t random_u64() {
+  // Per-thread xorshift; read and written before any switch in select_impl.
+  static thread_local std::uint64_t state =
+      0x9E3779B97F4A7C15ULL ^ reinterpret_cast<std::uintptr_t>(&state);
+  std::uint64_t x = state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+}  // namespace
+
+std::size_t select_impl(select_op* ops, std::size_t n, bool has_default) {
+  absl::InlinedVector<std::size_t, kInlineCases> order;  // poll order
+  absl::InlinedVector<chan_base*, kInlineCases> locks;   // distinct, sorted
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ops[i].c == nullptr) continue;  // nil: never ready
+    order.push_back(i);
+    locks.push_back(ops[i].c);
+  }
+  for (std::size_t i = order.size(); i > 1; --i) {
+    std::swap(order[i - 1], order[random_u64() % i]);
+  }
+  std::sort(locks.begin(), locks.end());
+  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
+  if (order.empty()) {
+    if (has_default) return n;
+    block_forever("select (no cases)");
+  }
+  auto lock_all = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (chan_base* c : locks) c->mu_.lock();
+  };
+  // Releases in reverse order. When this runs as the park callback (on the
+  // next context), the select may be woken as soon as one lock is released,
+  // but it cannot get past lock_all() in step 4 until locks[0] is free, and
+  // locks[0] is released last: so `locks` (on the select's stack) is read
+  // only before that final unlock, never after (Go's selunlock rule).
+  auto unlock_all = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    chan_base* const* p = locks.data();
+    for (std::size_t k = locks.size(); k > 1;) p[--k]->mu_.unlock();
+    p[0]->mu_.unlock();  // the last touch of anything on the select's stack
+  };
+
+  // Step 2: poll.
+  lock_all();
+  for (std::size_t i : order) {
+    select_op& op = ops[i];
+    chan_waiter* wake = nullptr;
+    bool done = false;
+    try {
+      done = op.is_send ? op.c->try_send_locked(op.elem, &wake)
+                        : op.c->try_recv_locked(op.elem, &op.ok, &wake);
+    } catch (...) {
+      unlock_all();
+      throw;
+    }
+    if (done) {
+      unlock_all();
+      if (wake != nullptr) wake->pk->unpark();
+      return i;
+    }
+  }
+  if (has_default) {
+    unlock_all();
+    return n;
+  }
+
+  // Step 3: enqueue on every channel and park.
+  parker pk;
+  select_state st;
+  absl::InlinedVector<chan_waiter, kInlineCases> ws(n);
+  for (std::size_t i : order) {
+    chan_waiter& w = ws[i];
+    w.pk = &pk;
+    w.sel = &st;
+    w.case_index = static_cast<int>(i);
+    w.elem = ops[i].elem;
+    (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).push(&w);
+  }
+  auto unlink_rest = [&] {
+    lock_all();
+    for (std::size_t i : order) {
+      if (ws[i].linked) (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
+    }
+    unlock_all();
+  };
+  try {
+    pk.park(unlock_all, "select");
+  } catch (...) {
+    unlink_rest();  // unwound at shutdown
+    throw;
+  }
+
+  // Step 4: one case won; drop the other waiters.
+  unlink_rest();
+  const auto won = static_cast<std::size_t>(st.winner.load(std::memory_order_acquire));
+  if (ops[won].is_send) {
+    if (!ws[won].success) throw channel_closed("goro: send on closed channel");
+  } else {
+    ops[won].ok = ws[won].success;
+  }
+  return won;
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,236 @@
+// Conformance tests for goro::select (Go's select semantics).
+#define BOOST_TEST_MODULE select
+#include <atomic>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "common.hpp"
+#include "goro/goro.hpp"
+
+namespace bdata = boost::unit_test::data;
+using goro_test::kProcs;
+
+BOOST_AUTO_TEST_CASE(default_when_nothing_ready) {
+  auto c = goro::make_chan<int>();
+  goro::chan<int> nil;
+  bool ran_default = false;
+  std::size_t i = goro::select(goro::on_recv(c), goro::on_send(c, 1), goro::on_recv(nil),
+                               goro::on_default([&] { ran_default = true; }));
+  BOOST_TEST(i == 3u);
+  BOOST_TEST(ran_default);
+  BOOST_TEST(goro::select(goro::on_default()) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(ready_cases_and_handlers) {
+  auto c = goro::make_chan<int>(1);
+  int sent = 0;
+  BOOST_TEST(goro::select(goro::on_send(c, 5, [&] { ++sent; }), goro::on_default()) == 0u);
+  BOOST_TEST(sent == 1);
+  std::optional<int> got;
+  BOOST_TEST(goro::select(goro::on_recv(c, [&](std::optional<int> v) { got = v; }),
+                          goro::on_default()) == 0u);
+  BOOST_TEST((got == std::optional<int>(5)));
+  c.close();
+  got = 7;
+  BOOST_TEST(goro::select(goro::on_recv(c, [&](std::optional<int> v) { got = v; })) == 0u);
+  BOOST_TEST(!got.has_value());  // closed: ready with nullopt
+  BOOST_CHECK_THROW(goro::select(goro::on_send(c, 1), goro::on_default()), goro::channel_closed);
+  auto v = goro::make_chan<void>(1);
+  bool ok = false;
+  BOOST_TEST(goro::select(goro::on_send(v), goro::on_default()) == 0u);
+  BOOST_TEST(goro::select(goro::on_recv(v, [&](bool b) { ok = b; })) == 0u);
+  BOOST_TEST(ok);
+}
+
+BOOST_AUTO_TEST_CASE(default_never_taken_when_a_case_is_ready) {
+  auto c = goro::make_chan<int>(1);
+  for (int i = 0; i < 10000; ++i) {
+    BOOST_TEST_REQUIRE(c.try_send(i));
+    BOOST_TEST_REQUIRE(goro::select(goro::on_recv(c), goro::on_default()) == 0u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(fairness_uniform_choice) {
+  // Two always-ready cases: over 10,000 trials each wins 5000 ± 500.
+  auto a = goro::make_chan<int>(1), b = goro::make_chan<int>(1);
+  int wins[2] = {0, 0};
+  for (int i = 0; i < 10000; ++i) {
+    a.try_send(1);
+    b.try_send(1);
+    std::size_t k = goro::select(goro::on_recv(a), goro::on_recv(b));
+    ++wins[k];
+    // Drain the other so both are ready again next time.
+    (void)goro::select(goro::on_recv(k == 0 ? b : a), goro::on_default());
+  }
+  BOOST_TEST(wins[0] >= 4500);
+  BOOST_TEST(wins[0] <= 5500);
+}
+
+BOOST_AUTO_TEST_CASE(same_channel_twice_and_runtime_sized) {
+  auto c = goro::make_chan<int>(2);
+  c.try_send(1);
+  std::vector<goro::select_case> cases;
+  cases.emplace_back(goro::on_recv(c));
+  cases.emplace_back(goro::on_recv(c));
+  cases.emplace_back(goro::on_default());
+  BOOST_TEST(goro::select(cases) < 2u);
+  BOOST_TEST(goro::select(cases) == 2u);  // drained: default
+  std::vector<goro::select_case> two_defaults;
+  two_defaults.emplace_back(goro::on_default());
+  two_defaults.emplace_back(goro::on_default());
+  BOOST_CHECK_THROW(goro::select(two_defaults), std::invalid_argument);
+}
+
+BOOST_DATA_TEST_CASE(never_pairs_with_itself, bdata::make(kProcs), procs) {
+  // A select with a send and a receive on the same unbuffered channel must
+  // not complete on its own: only the other fiber can pair with it.
+  goro::run({.maxprocs = procs}, [] {
+    auto c = goro::make_chan<int>();
+    auto done = goro::make_chan<void>();
+    std::atomic<bool> paired_with_other{false};
+    goro::go([=, &paired_with_other] {
+      auto v = c.recv();
+      paired_with_other = v.has_value() && *v == 42;
+      done.close();
+    });
+    std::size_t k = goro::select(goro::on_send(c, 42), goro::on_recv(c));
+    BOOST_TEST(k == 0u);
+    done.recv();
+    BOOST_TEST(paired_with_other.load());
+  });
+}
+
+BOOST_DATA_TEST_CASE(double_commit_detection, bdata::make(kProcs), procs) {
+  // Go's test/chan/doubleselect: 4 senders select-send each value to one of
+  // 4 channels; 4 receivers; every value received exactly once.
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kIters = 20000;
+    goro::chan<int> cs[4] = {goro::make_chan<int>(), goro::make_chan<int>(), goro::make_chan<int>(),
+                             goro::make_chan<int>()};
+    std::vector<std::atomic<int>> seen(kIters);
+    goro::wait_group senders, receivers;
+    senders.add(1);
+    goro::go([&] {
+      for (int i = 0; i < kIters; ++i) {
+        goro::select(goro::on_send(cs[0], i), goro::on_send(cs[1], i), goro::on_send(cs[2], i),
+                     goro::on_send(cs[3], i));
+      }
+      senders.done();
+    });
+    for (auto& c : cs) {
+      receivers.add(1);
+      goro::go([&, c] {
+        for (auto& v : c) seen[static_cast<std::size_t>(v)].fetch_add(1);
+        receivers.done();
+      });
+    }
+    senders.wait();
+    for (auto& c : cs) c.close();
+    receivers.wait();
+    int bad = 0;
+    for (auto& n : seen) bad += n.load() != 1;
+    BOOST_TEST(bad == 0);
+  });
+}
+
+BOOST_DATA_TEST_CASE(losing_cases_leave_no_stale_waiters, bdata::make(kProcs), procs) {
+  // Go issue 2075: a select blocked on a and b, woken by a, must not leave a
+  // waiter on b that would swallow a later value.
+  goro::run({.maxprocs = procs}, [] {
+    auto a = goro::make_chan<int>(), b = goro::make_chan<int>();
+    for (int round = 0; round < 1000; ++round) {
+      auto got = goro::make_chan<int>(1);
+      goro::go([=] {
+        int v = -1;
+        goro::select(goro::on_recv(a, [&](std::optional<int> x) { v = *x; }),
+                     goro::on_recv(b, [&](std::optional<int> x) { v = *x; }));
+        got.send(v);
+      });
+      a.send(round);
+      BOOST_TEST_REQUIRE(*got.recv() == round);
+      // b must have no receiver now.
+      BOOST_TEST_REQUIRE(!b.try_send(1));
+    }
+  });
+}
+
+BOOST_DATA_TEST_CASE(select_stress_mixed_capacities, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kPer = 5000;
+    auto c0 = goro::make_chan<int>(), c1 = goro::make_chan<int>(1), c2 = goro::make_chan<int>(16);
+    std::atomic<long> sum{0};
+    std::atomic<int> count{0};
+    goro::wait_group senders, receivers;
+    for (int s = 0; s < 4; ++s) {
+      senders.add(1);
+      goro::go([&, s] {
+        for (int i = 0; i < kPer; ++i) {
+          int v = s * kPer + i;
+          goro::select(goro::on_send(c0, v), goro::on_send(c1, v), goro::on_send(c2, v));
+        }
+        senders.done();
+      });
+    }
+    auto stop = goro::make_chan<void>();
+    for (int r = 0; r < 4; ++r) {
+      receivers.add(1);
+      goro::go([&, stop] {
+        bool open = true;
+        while (open) {
+          auto take = [&](std::optional<int> v) {
+            if (v) {
+              sum.fetch_add(*v);
+              count.fetch_add(1);
+            }
+          };
+          goro::select(goro::on_recv(c0, take), goro::on_recv(c1, take), goro::on_recv(c2, take),
+                       goro::on_recv(stop, [&] { open = false; }));
+        }
+        receivers.done();
+      });
+    }
+    senders.wait();
+    while (count.load() < 4 * kPer) goro::yield();
+    stop.close();
+    receivers.wait();
+    constexpr long n = 4L * kPer;
+    BOOST_TEST(count.load() == n);
+    BOOST_TEST(sum.load() == n * (n - 1) / 2);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(empty_select_blocks_until_unwound) {
+  std::atomic<int> reached{0};
+  goro::run({.maxprocs = 1}, [&] {
+    goro::go([&] {
+      reached = 1;
+      goro::select();
+      reached = 2;
+    });
+    goro::yield();
+  });
+  BOOST_TEST(reached.load() == 1);
+}
+
+BOOST_DATA_TEST_CASE(os_thread_select, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    auto a = goro::make_chan<int>(), b = goro::make_chan<int>();
+    std::thread t([=] {
+      int got = 0;
+      for (int i = 0; i < 200; ++i) {
+        goro::select(goro::on_recv(a, [&](std::optional<int>) { ++got; }),
+                     goro::on_recv(b, [&](std::optional<int>) { ++got; }));
+      }
+      a.close();
+      (void)got;
+    });
+    for (int i = 0; i < 100; ++i) {
+      a.send(i);
+      b.send(i);
+    }
+    BOOST_TEST(!a.recv().has_value());  // the thread closed it after 200
+    t.join();
+  });
+}
