@@ -25,6 +25,7 @@
 // nmspinning == 0 and wakes someone, or the sleeper sees the work). Sleeping
 // is on the worker's own futex word, so an idle runtime uses no CPU.
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
@@ -44,6 +45,9 @@ constexpr std::uint32_t kGlobalCheckPeriod = 61;
 constexpr std::uint32_t kMaxRunnextStreak = 32;
 // Stealing passes over all victims before a worker gives up and sleeps.
 constexpr int kStealRounds = 4;
+// How long a thief leaves a victim's runnext alone before taking it (Go's
+// 3 us: ~50x a channel hand-off, so the owner gets to run it first).
+constexpr std::chrono::microseconds kRunnextGrace{3};
 // Recycled fiber records a P keeps before spilling a batch to the global pool.
 constexpr std::size_t kMaxFreeFibers = 256;
 constexpr std::size_t kFiberBatch = 64;
@@ -165,9 +169,14 @@ fiber* steal(worker* w) {
       processor* v = s->ps[(start + i) % n];
       if (v == p) continue;
       if (fiber* f = p->q.steal_from(v->q)) return f;
-      // On the last pass also take a victim's runnext: its owner is likely
-      // about to run it, so leave it alone while there is anything else.
-      if (last) {
+      // On the last pass also take a victim's runnext, but only if its owner
+      // leaves it there for a while: a fiber in runnext was usually just
+      // readied by a fiber about to block (a channel hand-off), and its owner
+      // will run it within ~100 ns. Stealing it would move a
+      // communicating pair onto two threads. Go waits 3 us here too.
+      if (last && v->runnext.load(std::memory_order_relaxed) != nullptr) {
+        const auto until = std::chrono::steady_clock::now() + kRunnextGrace;
+        while (std::chrono::steady_clock::now() < until) cpu_relax();
         fiber* f = v->runnext.load(std::memory_order_relaxed);
         if (f != nullptr && v->runnext.compare_exchange_strong(f, nullptr)) return f;
       }
