@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -22,6 +23,8 @@ constexpr std::size_t kSlabStacks = 256;
 // returned stacks are MADV_DONTNEED'd (256 stacks ≈ 1 MiB if each touched a
 // page: cheap to keep, enough to absorb the churn of a busy program).
 constexpr std::size_t kPoolKeepCommitted = 256;
+// How long the pool remembers a peak of stacks in use (see give()).
+constexpr std::chrono::seconds kPeakMemory{2};
 // Surplus stacks are trimmed in batches of this many (see give()).
 constexpr std::size_t kTrimBatch = 1024;
 
@@ -92,9 +95,11 @@ void stack_pool::map_slab() {
 }
 
 void stack_pool::take(std::vector<stack>& out, std::size_t n) {
-  std::size_t first_cold = out.size();
+  const std::size_t before = out.size();
+  std::size_t first_cold = before;
   {
     std::lock_guard lk(mu_);
+    out_ += n;
     for (; n > 0 && !warm_.empty(); --n) {
       out.push_back(warm_.back());
       warm_.pop_back();
@@ -129,8 +134,20 @@ void stack_pool::give(std::vector<stack>& in) {
   std::vector<stack> trim;
   {
     std::lock_guard lk(mu_);
+    out_ -= in.size();
+    // Keep as many warm stacks as were in use at the recent peak (at least
+    // kPoolKeepCommitted): a program whose fiber count swings keeps its
+    // stacks committed instead of trimming them and faulting them back in at
+    // every swing; a peak older than kPeakMemory is forgotten, and then the
+    // surplus is trimmed.
+    const auto now = std::chrono::steady_clock::now();
+    if (out_ + in.size() >= peak_ || now - peak_time_ > kPeakMemory) {
+      peak_ = out_ + in.size();
+      peak_time_ = now;
+    }
+    const std::size_t keep = std::max(kPoolKeepCommitted, peak_);
     for (const stack& s : in) {
-      if (warm_.size() < kPoolKeepCommitted) {
+      if (warm_.size() < keep) {
         warm_.push_back(s);
       } else {
         to_trim_.push_back(s);

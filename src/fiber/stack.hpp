@@ -30,8 +30,9 @@
 // MADV_NOHUGEPAGE (a transparent huge page would commit 2 MiB per stack).
 //
 // Pooling: each P keeps a small cache (no lock, owner only); overflow and
-// refill move batches to and from the global pool (mutex). The pool keeps up
-// to kPoolKeepCommitted used ("warm") stacks as they are; further returned
+// refill move batches to and from the global pool (mutex). The pool keeps as
+// many used ("warm") stacks as were in use at the recent peak (forgotten
+// after 2 s), and at least kPoolKeepCommitted; further returned
 // stacks have their pages given back (MADV_DONTNEED, in address-sorted batches
 // so neighbours coalesce into one call) and join the "cold" list with fresh
 // ones, so a burst of fibers does not pin its RSS forever. Warm stacks are
@@ -44,6 +45,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -99,7 +101,10 @@ class stack_pool {
   std::vector<stack> warm_ ABSL_GUARDED_BY(mu_);     // free, may hold committed pages
   std::vector<stack> cold_ ABSL_GUARDED_BY(mu_);     // free, no committed pages
   std::vector<stack> to_trim_ ABSL_GUARDED_BY(mu_);  // free, pages to be dropped
-  std::atomic<bool> populate_ok_{true};              // MADV_POPULATE_WRITE supported
+  std::size_t out_ ABSL_GUARDED_BY(mu_) = 0;         // stacks taken, not given back
+  std::size_t peak_ ABSL_GUARDED_BY(mu_) = 0;        // recent peak of out_
+  std::chrono::steady_clock::time_point peak_time_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> populate_ok_{true};  // MADV_POPULATE_WRITE supported
   struct mapping {
     void* addr;
     std::size_t len;
