@@ -48,6 +48,10 @@ constexpr int kStealRounds = 4;
 // How long a thief leaves a victim's runnext alone before taking it (Go's
 // 3 us: ~50x a channel hand-off, so the owner gets to run it first).
 constexpr std::chrono::microseconds kRunnextGrace{3};
+// How long a spinning worker that found nothing keeps polling before it
+// sleeps (see idle_spin), and how many polls between clock reads.
+constexpr std::chrono::microseconds kIdleSpin{50};
+constexpr int kIdleSpinCheckEvery = 32;
 // Recycled fiber records a P keeps before spilling a batch to the global pool.
 constexpr std::size_t kMaxFreeFibers = 256;
 constexpr std::size_t kFiberBatch = 64;
@@ -156,6 +160,18 @@ bool any_work(sched* s) {
     if (!v->q.empty() || v->runnext.load() != nullptr) return true;
   }
   return false;
+}
+
+// Polls for runnable work for up to kIdleSpin; true if some appeared.
+bool idle_spin(worker* w) {
+  sched* s = w->s;
+  const auto until = std::chrono::steady_clock::now() + kIdleSpin;
+  for (int i = 1;; ++i) {
+    cpu_relax();
+    if (s->stopping.load(std::memory_order_relaxed)) return true;
+    if (any_work(s)) return true;
+    if (i % kIdleSpinCheckEvery == 0 && std::chrono::steady_clock::now() >= until) return false;
+  }
 }
 
 fiber* steal(worker* w) {
@@ -282,6 +298,12 @@ fiber* find_runnable(worker* w) {
         reset_spinning(w);
         return f;
       }
+      // Nothing to steal. Stay spinning a little longer before sleeping:
+      // while this worker counts as spinning, a fiber that readies another
+      // (a channel hand-off, every few hundred ns in a busy program) need
+      // not wake anyone with a futex, which costs microseconds. Bounded, so
+      // an idle runtime still goes to sleep almost at once.
+      if (idle_spin(w)) continue;
     }
 
     std::unique_lock lk(s->mu);
