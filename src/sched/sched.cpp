@@ -51,7 +51,8 @@ constexpr std::chrono::microseconds kRunnextGrace{3};
 // How long a spinning worker that found nothing keeps polling before it
 // sleeps (see idle_spin), and how many polls between clock reads.
 constexpr std::chrono::microseconds kIdleSpin{50};
-constexpr int kIdleSpinCheckEvery = 32;
+constexpr int kIdleSpinCheckEvery = 8;
+constexpr int kIdleSpinPauses = 16;
 // Recycled fiber records a P keeps before spilling a batch to the global pool.
 constexpr std::size_t kMaxFreeFibers = 256;
 constexpr std::size_t kFiberBatch = 64;
@@ -167,7 +168,9 @@ bool idle_spin(worker* w) {
   sched* s = w->s;
   const auto until = std::chrono::steady_clock::now() + kIdleSpin;
   for (int i = 1;; ++i) {
-    cpu_relax();
+    // Pause between polls: reading every P's queue heads constantly would
+    // pull those cache lines away from the Ps that are pushing to them.
+    for (int k = 0; k < kIdleSpinPauses; ++k) cpu_relax();
     if (s->stopping.load(std::memory_order_relaxed)) return true;
     if (any_work(s)) return true;
     if (i % kIdleSpinCheckEvery == 0 && std::chrono::steady_clock::now() >= until) return false;
