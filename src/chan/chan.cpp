@@ -14,18 +14,26 @@
 namespace goro::detail {
 namespace {
 
-// Parks on `w` (already linked into a queue of `c`, whose lock `mu` is held);
-// on shutdown unwinding, unlinks it again before the exception propagates.
-void park_waiter(spinlock& mu, waitq& q, chan_waiter& w,
+// The blocking half of send and recv: with the channel lock `mu` held, links
+// a waiter for `elem` into `q` and parks, the lock released after the switch.
+// Returns the waiter's `success` as set by whoever woke it. On shutdown
+// unwinding, unlinks the waiter again before the exception propagates.
+bool park_waiter(spinlock& mu, waitq& q, void* elem,
                  const char* reason) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  parker pk;
+  chan_waiter w;
+  w.pk = &pk;
+  w.elem = elem;
+  q.push(&w);
   auto unlock = [&mu]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu.unlock(); };
   try {
-    w.pk->park(unlock, reason);
+    pk.park(unlock, reason);
   } catch (...) {
     std::lock_guard lk(mu);
     if (w.linked) q.remove(&w);
     throw;
   }
+  return w.success;
 }
 
 [[noreturn]] void throw_closed_send() { throw channel_closed("goro: send on closed channel"); }
@@ -143,13 +151,7 @@ bool chan_base::send(void* src, bool block) {
     if (wake != nullptr) wake->pk->unpark();
     return done;
   }
-  parker pk;
-  chan_waiter me;
-  me.pk = &pk;
-  me.elem = src;
-  sendq_.push(&me);
-  park_waiter(mu_, sendq_, me, "chan send");
-  if (!me.success) throw_closed_send();
+  if (!park_waiter(mu_, sendq_, src, "chan send")) throw_closed_send();
   return true;
 }
 
@@ -166,13 +168,7 @@ int chan_base::recv(void* dst, bool block) {
     mu_.unlock();
     return -1;
   }
-  parker pk;
-  chan_waiter me;
-  me.pk = &pk;
-  me.elem = dst;
-  recvq_.push(&me);
-  park_waiter(mu_, recvq_, me, "chan receive");
-  return me.success ? 1 : 0;
+  return park_waiter(mu_, recvq_, dst, "chan receive") ? 1 : 0;
 }
 
 void chan_base::close() {
