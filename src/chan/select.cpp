@@ -32,7 +32,7 @@ constexpr std::size_t kInlineCases = 8;
 
 std::uint64_t random_u64() {
   // Per-thread xorshift; read and written before any switch in select_impl.
-  static thread_local std::uint64_t state =
+  [[gnu::tls_model("initial-exec")]] static thread_local std::uint64_t state =
       0x9E3779B97F4A7C15ULL ^ reinterpret_cast<std::uintptr_t>(&state);
   std::uint64_t x = state;
   x ^= x >> 12;

@@ -47,7 +47,11 @@ namespace {
 constexpr std::size_t kDefaultStackSize = 256 * 1024;
 constexpr long kDefaultGuardedStacks = 8192;
 
-thread_local worker* t_worker = nullptr;
+// initial-exec: a plain %fs-relative load instead of a __tls_get_addr call
+// per access (the general-dynamic model a shared library gets by default).
+// The cost is a few bytes of static TLS, which glibc reserves even for a
+// library loaded with dlopen.
+[[gnu::tls_model("initial-exec")]] thread_local worker* t_worker = nullptr;
 
 // Plain OS threads hold this shared while they hand work to the runtime, so
 // run() cannot free the scheduler under them (step 4 above).
