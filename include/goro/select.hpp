@@ -183,6 +183,7 @@ requires(detail::is_case_v<Cases>&&...) std::size_t select(Cases&&... cases) {
         ++k;
       }(cases),
       ...);
+  (void)k;  // unused when there are no cases
   std::size_t i = detail::select_impl(ops, n, has_default);
   if (i == n) i = default_index;
   k = 0;

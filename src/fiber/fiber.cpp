@@ -50,6 +50,15 @@ void start(worker* w, fiber* f) {
   registry_add(w->p, f);
 }
 
+// The fiber to switch to directly from a fiber that stops running, or null
+// to go through g0: at shutdown, and when this P has a timer due (g0 fires
+// it once the caller's lock has been released in after_switch).
+fiber* next_local(worker* w) {
+  if (w->s->stopping.load(std::memory_order_relaxed)) return nullptr;
+  if (timers_due(w->p->timers)) return nullptr;
+  return find_local(w);
+}
+
 // Back in a fiber after a jump: finish the hand-off and, at shutdown, start
 // unwinding its stack (once).
 void resumed(fiber* self, bctx::transfer_t t) {
@@ -141,7 +150,7 @@ void exit_fiber() {
   check_stack(self, /*read_canary=*/true);
   set_state(self, fiber_state::running, fiber_state::dead);
   w->sw = switch_record{self, after::release, nullptr, nullptr};
-  fiber* next = w->s->stopping.load(std::memory_order_relaxed) ? nullptr : find_local(w);
+  fiber* next = next_local(w);
   if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
   jump_to(w, self, next, /*from_dying=*/true);
   fatal("goro: internal error: a dead fiber was resumed");
@@ -160,7 +169,7 @@ void park(park_callback unlock, void* arg, const char* reason) {
   self->wait_reason = reason;
   check_stack(self);
   w->sw = switch_record{self, after::park, unlock, arg};
-  fiber* next = w->s->stopping.load(std::memory_order_relaxed) ? nullptr : find_local(w);
+  fiber* next = next_local(w);
   if (next != nullptr && next->ctx == nullptr) {
     // Starting a fiber means attaching a stack and faulting in its first page
     // (microseconds), all while the caller's lock is still held until
@@ -179,10 +188,11 @@ void yield_fiber() {
   fiber* self = w->current;
   check_stack(self);
   const bool stopping = w->s->stopping.load(std::memory_order_relaxed);
-  fiber* next = stopping ? nullptr : find_local(w);
+  const bool timers = !stopping && timers_due(w->p->timers);
+  fiber* next = stopping || timers ? nullptr : find_local(w);
   // Nothing else runnable here: keep running (to g0 at shutdown, so the worker
-  // can exit).
-  if (next == nullptr && !stopping) return;
+  // can exit, or to fire due timers).
+  if (next == nullptr && !stopping && !timers) return;
   if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
   w->sw = switch_record{self, after::requeue, nullptr, nullptr};
   bctx::transfer_t t = jump_to(w, self, next, false);

@@ -42,6 +42,10 @@ void leave_altstack(void* alt);
 
 std::atomic<sched*> g_sched{nullptr};
 
+// Plain OS threads hold this shared while they hand work to the runtime, so
+// run() cannot free the scheduler under them (step 4 above).
+std::shared_mutex g_gate;
+
 namespace {
 
 constexpr std::size_t kDefaultStackSize = 256 * 1024;
@@ -53,9 +57,6 @@ constexpr long kDefaultGuardedStacks = 8192;
 // library loaded with dlopen.
 [[gnu::tls_model("initial-exec")]] thread_local worker* t_worker = nullptr;
 
-// Plain OS threads hold this shared while they hand work to the runtime, so
-// run() cannot free the scheduler under them (step 4 above).
-std::shared_mutex g_gate;
 // Serializes run() calls: one runtime at a time.
 std::mutex g_run_mu;
 
@@ -259,6 +260,7 @@ void run(options opts, detail::task main_fn) {
   init_g0(w0);
   void* alt = enter_altstack();
   unwind_all(w0);
+  clear_timers(s);  // armed timers and tickers nobody will fire now
   leave_altstack(alt);
   set_current_worker(nullptr);
 

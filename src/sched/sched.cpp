@@ -59,16 +59,6 @@ constexpr std::size_t kFiberBatch = 64;
 // Fiber ids a P reserves at a time (one atomic add per batch).
 constexpr std::uint64_t kIdBatch = 64;
 
-// A full barrier between a store and a following load on another variable
-// (Dekker). TSan does not model std::atomic_thread_fence, so under TSan an
-// RMW on one shared atomic provides the same total order.
-#ifdef GORO_TSAN
-std::atomic<int> g_fence_word{0};
-inline void full_fence() { g_fence_word.fetch_add(0, std::memory_order_seq_cst); }
-#else
-inline void full_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-#endif
-
 std::uint64_t next_random(worker* w) {
   // xorshift64*: cheap and good enough to pick steal victims.
   std::uint64_t x = w->rng;
@@ -125,6 +115,8 @@ fiber* runq_get(processor* p) {
   return p->q.pop();
 }
 
+}  // namespace
+
 void wakep(sched* s) {
   int expected = 0;
   if (!s->nmspinning.compare_exchange_strong(expected, 1)) return;
@@ -147,6 +139,8 @@ void wakep(sched* s) {
   futex_wake(&m->wake);
 }
 
+namespace {
+
 void reset_spinning(worker* w) {
   sched* s = w->s;
   w->spinning = false;
@@ -166,15 +160,40 @@ bool any_work(sched* s) {
 // Polls for runnable work for up to kIdleSpin; true if some appeared.
 bool idle_spin(worker* w) {
   sched* s = w->s;
-  const auto until = std::chrono::steady_clock::now() + kIdleSpin;
+  const nanos until =
+      mono_now() + std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleSpin).count();
   for (int i = 1;; ++i) {
     // Pause between polls: reading every P's queue heads constantly would
     // pull those cache lines away from the Ps that are pushing to them.
     for (int k = 0; k < kIdleSpinPauses; ++k) cpu_relax();
     if (s->stopping.load(std::memory_order_relaxed)) return true;
     if (any_work(s)) return true;
-    if (i % kIdleSpinCheckEvery == 0 && std::chrono::steady_clock::now() >= until) return false;
+    if (i % kIdleSpinCheckEvery == 0) {
+      const nanos now = mono_now();
+      if (next_timer(s) <= now) return true;  // a timer is due: run it
+      if (now >= until) return false;
+    }
   }
+}
+
+// Takes `w` off the idle list if it is still there (under mu).
+bool leave_idle_list(sched* s, worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (!w->on_idle_list) return false;
+  for (std::size_t i = 0; i < s->idle.size(); ++i) {
+    if (s->idle[i] == w) {
+      s->idle.erase(s->idle.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  w->on_idle_list = false;
+  s->npidle.fetch_sub(1);
+  return true;
+}
+
+void release_timed_role(sched* s, worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (s->timed_sleeper != w) return;
+  s->timed_sleeper = nullptr;
+  s->timed_deadline.store(kNoTimer);
 }
 
 fiber* steal(worker* w) {
@@ -286,6 +305,7 @@ fiber* find_runnable(worker* w) {
   processor* p = w->p;
   for (;;) {
     if (s->stopping.load(std::memory_order_acquire)) return nullptr;
+    run_all_timers(s);  // one load per P when none is armed
     if (fiber* f = find_local(w)) {
       if (w->spinning) reset_spinning(w);
       return f;
@@ -322,27 +342,51 @@ fiber* find_runnable(worker* w) {
     w->on_idle_list = true;
     s->idle.push_back(w);
     s->npidle.fetch_add(1);
+    // One idle worker sleeps until the next timer; the others until woken.
+    const bool timed = s->timed_sleeper == nullptr;
+    if (timed) s->timed_sleeper = w;
     lk.unlock();
     if (was_spinning) s->nmspinning.fetch_sub(1);
 
     full_fence();
-    if (any_work(s)) {
+    nanos deadline = kNoTimer;
+    if (timed) {
+      // Publish the deadline, then re-read the heaps (Dekker with
+      // timer_wake): a timer armed meanwhile is either seen here or wakes us.
+      deadline = next_timer(s);
+      for (;;) {
+        s->timed_deadline.store(deadline);
+        full_fence();
+        const nanos again = next_timer(s);
+        if (again >= deadline) break;
+        deadline = again;
+      }
+    }
+    if (any_work(s) || (timed && deadline <= mono_now())) {
       lk.lock();
-      if (w->on_idle_list) {
-        for (std::size_t i = 0; i < s->idle.size(); ++i) {
-          if (s->idle[i] == w) {
-            s->idle.erase(s->idle.begin() + static_cast<std::ptrdiff_t>(i));
-            break;
-          }
-        }
-        w->on_idle_list = false;
-        s->npidle.fetch_sub(1);
+      if (timed) release_timed_role(s, w);
+      if (leave_idle_list(s, w)) {
         w->spinning = true;
         s->nmspinning.fetch_add(1);
         lk.unlock();
         continue;
       }
       lk.unlock();  // a waker took us off the list: its token is on the way
+    } else if (timed) {
+      while (w->wake.load(std::memory_order_acquire) == 0) {
+        if (deadline == kNoTimer) {
+          futex_wait(&w->wake, 0);
+          continue;
+        }
+        const nanos now = mono_now();
+        if (now >= deadline) break;
+        futex_wait_for(&w->wake, 0, std::chrono::nanoseconds(deadline - now));
+      }
+      lk.lock();
+      release_timed_role(s, w);
+      leave_idle_list(s, w);  // timed out or woken for a timer: not spinning
+      lk.unlock();
+      continue;  // the loop's top runs the timers that are due
     }
     while (w->wake.load(std::memory_order_acquire) == 0) futex_wait(&w->wake, 0);
     // Woken by wakep (which made us spinning) or by stop_workers.

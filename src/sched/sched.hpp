@@ -34,15 +34,18 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "fiber/sanitizer.hpp"
 #include "fiber/stack.hpp"
 #include "goro/detail/spinlock.hpp"
 #include "goro/detail/task.hpp"
 #include "goro/runtime.hpp"
 #include "sched/runq.hpp"
+#include "time/timer.hpp"
 
 namespace goro::detail {
 
@@ -104,6 +107,8 @@ struct processor {
   // the lock is rarely contended. A spinlock: see goro/detail/spinlock.hpp.
   spinlock reg_mu;
   fiber* reg_head ABSL_GUARDED_BY(reg_mu) = nullptr;
+
+  timer_heap timers;  // see time/timer.hpp
 };
 
 // What the context that takes over must do with the fiber that switched away.
@@ -168,6 +173,11 @@ struct sched {
   std::atomic<int> npidle{0};
   std::atomic<int> nmspinning{0};
 
+  // The idle worker that sleeps until the next timer (time/timer.hpp), and
+  // that deadline (kNoTimer while there is none or it sleeps indefinitely).
+  worker* timed_sleeper ABSL_GUARDED_BY(mu) = nullptr;
+  std::atomic<nanos> timed_deadline{kNoTimer};
+
   std::atomic<bool> stopping{false};           // main returned: workers exit
   std::atomic<std::int64_t> external_live{0};  // fibers spawned by OS threads
   std::atomic<std::uint64_t> ids{1};           // next unreserved fiber id
@@ -176,8 +186,20 @@ struct sched {
   std::atomic<std::uint32_t> main_done{0};  // futex word for run()'s caller
 };
 
+// A full barrier between a store and a following load on another variable
+// (Dekker). TSan does not model std::atomic_thread_fence, so under TSan an
+// RMW on one shared atomic provides the same total order.
+#ifdef GORO_TSAN
+inline std::atomic<int> g_fence_word{0};
+inline void full_fence() { g_fence_word.fetch_add(0, std::memory_order_seq_cst); }
+#else
+inline void full_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+#endif
+
 // The running scheduler, or null. Set by run() before workers start.
 extern std::atomic<sched*> g_sched;
+// Plain OS threads hold it shared while they hand work to the runtime.
+extern std::shared_mutex g_gate;
 
 // The calling thread's worker, or null on a plain OS thread. Never inlined
 // and never cached across a switch: a fiber may resume on another thread.
@@ -214,6 +236,7 @@ fiber* find_local(worker* w);
 fiber* find_runnable(worker* w);  // blocks; null when the runtime stops
 void runq_put(processor* p, fiber* f, bool next);
 void wakep_if_needed(sched* s);
+void wakep(sched* s);  // wakes an idle worker unless one is spinning
 void stop_workers(sched* s);
 void registry_add(processor* p, fiber* f);
 void registry_remove(fiber* f);

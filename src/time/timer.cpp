@@ -1,0 +1,213 @@
+// src/time/timer.cpp — per-P timer heaps and their scheduler hooks (see
+// timer.hpp for the design).
+#include "time/timer.hpp"
+
+#include <mutex>
+#include <shared_mutex>
+
+#include "sched/futex.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+
+namespace {
+
+// ---- the 4-ary heap (Go uses 4-ary too: shallower, and siblings share
+// cache lines) --------------------------------------------------------------
+
+constexpr std::size_t kArity = 4;
+
+void heap_set(std::vector<timer_node*>& h, std::size_t i, timer_node* n) {
+  h[i] = n;
+  n->idx = static_cast<std::int32_t>(i);
+}
+
+void sift_up(std::vector<timer_node*>& h, std::size_t i) {
+  timer_node* n = h[i];
+  while (i > 0) {
+    std::size_t parent = (i - 1) / kArity;
+    if (h[parent]->when <= n->when) break;
+    heap_set(h, i, h[parent]);
+    i = parent;
+  }
+  heap_set(h, i, n);
+}
+
+void sift_down(std::vector<timer_node*>& h, std::size_t i) {
+  timer_node* n = h[i];
+  const std::size_t size = h.size();
+  for (;;) {
+    std::size_t c = i * kArity + 1;
+    if (c >= size) break;
+    std::size_t best = c;
+    const std::size_t end = std::min(c + kArity, size);
+    for (std::size_t k = c + 1; k < end; ++k) {
+      if (h[k]->when < h[best]->when) best = k;
+    }
+    if (h[best]->when >= n->when) break;
+    heap_set(h, i, h[best]);
+    i = best;
+  }
+  heap_set(h, i, n);
+}
+
+void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
+  auto& h = t.h;
+  timer_node* gone = h[i];
+  timer_node* last = h.back();
+  h.pop_back();
+  if (i < h.size()) {
+    heap_set(h, i, last);
+    if (i > 0 && h[(i - 1) / kArity]->when > last->when) {
+      sift_up(h, i);
+    } else {
+      sift_down(h, i);
+    }
+  }
+  gone->idx = -1;
+  gone->owner.store(nullptr, std::memory_order_relaxed);
+  t.first.store(h.empty() ? kNoTimer : h[0]->when, std::memory_order_release);
+}
+
+// Inserts; true if `n` became the earliest.
+bool heap_push(processor* p, timer_node* n) {
+  timer_heap& t = p->timers;
+  std::lock_guard lk(t.mu);
+  t.h.push_back(n);
+  n->owner.store(p, std::memory_order_relaxed);
+  sift_up(t.h, t.h.size() - 1);
+  if (n->idx != 0) return false;
+  t.first.store(n->when, std::memory_order_release);
+  return true;
+}
+
+// One due timer of `p` taken out (or re-armed, for a periodic one), with the
+// seq it was taken at; null if none is due at `now`.
+timer_node* take_due(processor* p, nanos now, std::uint64_t* seq) {
+  timer_heap& t = p->timers;
+  std::lock_guard lk(t.mu);
+  if (t.h.empty() || t.h[0]->when > now) return nullptr;
+  timer_node* n = t.h[0];
+  *seq = n->seq.load(std::memory_order_relaxed);
+  n->inflight.store(*seq, std::memory_order_relaxed);
+  if (n->period > 0) {
+    // A ticker: next tick after `now`, dropping the ones a slow program
+    // missed (as Go does), and keep the heap's reference.
+    const nanos missed = (now - n->when) / n->period;
+    n->when = deadline_after(n->when, (missed + 1) * n->period);
+    sift_down(t.h, 0);
+    t.first.store(t.h[0]->when, std::memory_order_release);
+    if (n->ref != nullptr) n->ref(n, +1);  // the runner's reference
+  } else {
+    heap_remove_at(t, 0);  // the heap's reference passes to the runner
+  }
+  return n;
+}
+
+bool run_timers(processor* p, nanos now) {
+  bool any = false;
+  std::uint64_t seq = 0;
+  while (timer_node* n = take_due(p, now, &seq)) {
+    any = true;
+    timer_ref ref = n->ref;
+    n->fire(n, seq, now);  // a stack node may be gone after this
+    if (ref != nullptr) ref(n, -1);
+  }
+  return any;
+}
+
+}  // namespace
+
+void timer_add(timer_node* n, nanos when) {
+  n->when = when;
+  if (n->ref != nullptr) n->ref(n, +1);  // the heap's reference
+  sched* s = nullptr;
+  bool first = false;
+  if (worker* w = current_worker()) {
+    s = w->s;
+    first = heap_push(w->p, n);
+  } else {
+    std::shared_lock gate(g_gate);
+    s = g_sched.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      if (n->ref != nullptr) n->ref(n, -1);
+      throw runtime_error("goro: timers need a running runtime (call inside goro::run)");
+    }
+    first = heap_push(s->ps[0], n);
+    if (first) timer_wake(s, when);
+    return;
+  }
+  if (first) timer_wake(s, when);
+}
+
+bool timer_del(timer_node* n) {
+  for (;;) {
+    processor* p = n->owner.load(std::memory_order_acquire);
+    if (p == nullptr) return false;
+    timer_heap& t = p->timers;
+    std::lock_guard lk(t.mu);
+    if (n->owner.load(std::memory_order_relaxed) != p) continue;  // moved or fired meanwhile
+    heap_remove_at(t, static_cast<std::size_t>(n->idx));
+    if (n->ref != nullptr) n->ref(n, -1);  // the heap's reference (never the last: caller has one)
+    return true;
+  }
+}
+
+bool run_all_timers(sched* s) {
+  nanos now = 0;
+  bool any = false;
+  for (processor* p : s->ps) {
+    nanos f = p->timers.first.load(std::memory_order_acquire);
+    if (f == kNoTimer) continue;
+    if (now == 0) now = mono_now();
+    if (f > now) continue;
+    any |= run_timers(p, now);
+  }
+  return any;
+}
+
+nanos next_timer(sched* s) {
+  nanos best = kNoTimer;
+  for (processor* p : s->ps) {
+    nanos f = p->timers.first.load(std::memory_order_acquire);
+    if (f < best) best = f;
+  }
+  return best;
+}
+
+void timer_wake(sched* s, nanos when) {
+  full_fence();
+  if (s->npidle.load() == 0) return;  // every worker is busy: they poll at switches
+  if (when >= s->timed_deadline.load()) return;
+  worker* m = nullptr;
+  {
+    std::lock_guard lk(s->mu);
+    m = s->timed_sleeper;
+    if (m != nullptr) m->wake.store(1, std::memory_order_release);
+  }
+  if (m != nullptr) {
+    futex_wake(&m->wake);
+  } else {
+    wakep(s);  // an idle worker that will take the timed-sleeper role
+  }
+}
+
+void clear_timers(sched* s) {
+  for (processor* p : s->ps) {
+    std::vector<timer_node*> gone;
+    {
+      std::lock_guard lk(p->timers.mu);
+      gone.swap(p->timers.h);
+      p->timers.first.store(kNoTimer);
+      for (timer_node* n : gone) {
+        n->idx = -1;
+        n->owner.store(nullptr, std::memory_order_relaxed);
+      }
+    }
+    for (timer_node* n : gone) {
+      if (n->ref != nullptr) n->ref(n, -1);
+    }
+  }
+}
+
+}  // namespace goro::detail
