@@ -27,6 +27,7 @@
 // its argument by value: pass an lvalue to copy, std::move to move.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <iterator>
 #include <memory>
@@ -35,6 +36,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "goro/detail/chan_base.hpp"
 
 namespace goro {
@@ -76,6 +79,21 @@ class chan;
 
 template <class T>
 chan<T> make_chan(std::size_t capacity = 0);
+
+class context;  // goro/context.hpp
+
+namespace detail {
+// What recv(ctx) returns: the value (nullopt: closed and drained; for
+// chan<void>, false) or the context's error.
+template <class T>
+using ctx_recv_result =
+    absl::StatusOr<std::conditional_t<std::is_void_v<T>, bool, std::optional<T>>>;
+// Defined in goro/context.hpp.
+template <class T, class E>
+absl::Status send_ctx(const chan<T>& c, const context& ctx, E v);
+template <class T>
+ctx_recv_result<T> recv_ctx(const chan<T>& c, const context& ctx);
+}  // namespace detail
 
 template <class T>
 class chan {
@@ -123,6 +141,23 @@ class chan {
     } else {
       return v;
     }
+  }
+
+  // Context-aware forms (include goro/context.hpp): send returns OK once sent
+  // or the context's error if it ended first (then nothing was sent); still
+  // throws channel_closed like send. recv returns what recv() would, or the
+  // context's error. On a nil channel they wait for the context only.
+  template <std::same_as<context> Ctx>
+  absl::Status send(const Ctx& ctx, elem v) const requires(!std::is_void_v<T>) {
+    return detail::send_ctx(*this, ctx, std::move(v));
+  }
+  template <std::same_as<context> Ctx>
+  absl::Status send(const Ctx& ctx) const requires std::is_void_v<T> {
+    return detail::send_ctx(*this, ctx, elem{});
+  }
+  template <std::same_as<context> Ctx>
+  detail::ctx_recv_result<T> recv(const Ctx& ctx) const {
+    return detail::recv_ctx(*this, ctx);
   }
 
   // Closes the channel. Throws channel_closed if it is nil or already closed.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "goro/chan.hpp"
+#include "goro/context.hpp"
 #include "goro/dump.hpp"
 #include "goro/fiber_local.hpp"
 #include "goro/runtime.hpp"

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 #include "absl/functional/any_invocable.h"
 #include "goro/chan.hpp"
@@ -39,6 +40,13 @@ namespace detail {
 struct timer_impl;
 void timer_addref(timer_impl* t) noexcept;
 void timer_release(timer_impl* t) noexcept;
+}  // namespace detail
+
+class timer;
+namespace detail {
+// Internal: a timer that calls `fn` on the scheduler itself when it fires at
+// `when_ns` (steady_clock nanoseconds); `fn` must be short and never block.
+timer make_call_timer(std::int64_t when_ns, absl::AnyInvocable<void()> fn);
 }  // namespace detail
 
 void sleep_for(clock::duration d);
@@ -72,6 +80,7 @@ class timer {
 
  private:
   friend class ticker;
+  friend timer detail::make_call_timer(std::int64_t, absl::AnyInvocable<void()>);
   friend timer after_func(clock::duration d, absl::AnyInvocable<void()> f);
   explicit timer(detail::timer_impl* impl) noexcept : impl_(impl) {}
   detail::timer_impl* impl_ = nullptr;

@@ -76,6 +76,15 @@ void fire_func(timer_node* n, std::uint64_t seq, nanos) {
   }));
 }
 
+void fire_call(timer_node* n, std::uint64_t seq, nanos) {
+  auto* t = static_cast<timer_impl*>(n);
+  {
+    std::lock_guard lk(t->mu);
+    if (!take_inflight(t, seq)) return;
+  }
+  t->func();  // on the scheduler: must not block
+}
+
 // stop(): under t->mu. True if it prevented a fire.
 bool stop_locked(timer_impl* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu) {
   const std::uint64_t cur = t->seq.load(std::memory_order_relaxed);
@@ -120,6 +129,21 @@ void fire_sleep(timer_node* n, std::uint64_t, nanos) { ready(static_cast<sleep_n
 }  // namespace
 
 void timer_addref(timer_impl* t) noexcept { ref_impl(t, +1); }
+
+timer make_call_timer(nanos when, absl::AnyInvocable<void()> fn) {
+  auto* t = new timer_impl;
+  t->ref = &ref_impl;
+  t->fire = &fire_call;
+  t->func = std::move(fn);
+  try {
+    std::lock_guard lk(t->mu);
+    timer_add(t, when);
+  } catch (...) {
+    delete t;
+    throw;
+  }
+  return timer(t);
+}
 void timer_release(timer_impl* t) noexcept { ref_impl(t, -1); }
 
 }  // namespace goro::detail

@@ -65,7 +65,8 @@ void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
     }
   }
   gone->idx = -1;
-  gone->owner.store(nullptr, std::memory_order_relaxed);
+  // Release: whoever sees it out of the heap (timer_del) may rewrite `when`.
+  gone->owner.store(nullptr, std::memory_order_release);
   t.first.store(h.empty() ? kNoTimer : h[0]->when, std::memory_order_release);
 }
 

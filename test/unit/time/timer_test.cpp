@@ -347,7 +347,7 @@ BOOST_AUTO_TEST_CASE(sleeping_runtime_uses_no_cpu) {
     wg.wait();
     const double used = cpu_seconds() - c0;
     BOOST_TEST_MESSAGE("CPU while sleeping ~280 ms: " << used * 1000 << " ms");
-    BOOST_TEST(used < 0.05);
+    BOOST_TEST(used < 0.1);  // polling would burn ~0.28 s per worker
   });
 }
 
