@@ -484,6 +484,28 @@ void free_fiber(sched* s, processor* p, fiber* f) {
   }
 }
 
+void ready_many(fiber* const* fs, std::size_t n) {
+  if (n == 0) return;
+  for (std::size_t i = 0; i < n; ++i) {
+    fiber_state old = fs[i]->state.exchange(fiber_state::runnable, std::memory_order_acq_rel);
+    if (old != fiber_state::parked) {
+      fatal("goro: internal error: ready() of fiber %" PRIu64 " that is %s, not parked",
+            fs[i]->id, to_string(old));
+    }
+  }
+  worker* w = current_worker();
+  sched* s = w != nullptr ? w->s : g_sched.load(std::memory_order_acquire);
+  std::size_t i = 0;
+  if (w != nullptr) {
+    while (i < n && w->p->q.push(fs[i])) ++i;
+  }
+  if (i < n) {
+    std::lock_guard lk(s->mu);
+    gq_push_locked(s, fs + i, static_cast<std::int64_t>(n - i));
+  }
+  wakep_if_needed(s);
+}
+
 void ready(fiber* f) {
   // An exchange here: a double ready() (a protocol bug) must be caught.
   fiber_state old = f->state.exchange(fiber_state::runnable, std::memory_order_acq_rel);

@@ -222,6 +222,10 @@ void park(park_callback unlock, void* arg, const char* reason);
 // caller is a fiber, else on the global queue) and wakes an idle worker if
 // needed. Each park is matched by exactly one ready.
 void ready(fiber* f);
+// ready() for a batch (a close or a broadcast waking many): into the local
+// run queue while it has room, the rest onto the global queue under one lock,
+// and one wake-up check.
+void ready_many(fiber* const* fs, std::size_t n);
 
 // The scheduling entry points used by the fiber layer.
 void yield_fiber();

@@ -33,6 +33,7 @@ class parker {
   parker& operator=(const parker&) = delete;
 
   bool on_fiber() const { return f_ != nullptr; }
+  fiber* waiting_fiber() const { return f_; }  // null for an OS thread
 
   // Blocks until unpark(). `unlock()` (void) is called exactly once, when the
   // caller can safely be woken. On a fiber, throws the runtime's unwind
