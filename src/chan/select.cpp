@@ -125,9 +125,31 @@ std::size_t select_impl(select_op* ops, std::size_t n, bool has_default) {
     throw;
   }
 
-  // Step 4: one case won; drop the other waiters.
-  unlink_rest();
+  // Step 4: one case won; drop the other waiters. The winner's waiter was
+  // unlinked by the waker, so its channel need not be locked again unless
+  // another case uses it too (a close of a done channel wakes 100k selects:
+  // each skipping that hot lock matters). Go's selunlock rule still holds: if
+  // the skipped channel is locks[0], the waker held it, so the parking
+  // side's unlock_all had finished; otherwise locks[0] is locked here.
   const auto won = static_cast<std::size_t>(st.winner.load(std::memory_order_acquire));
+  chan_base* const won_c = ops[won].c;
+  bool shared = false;
+  for (std::size_t i : order) shared |= i != won && ops[i].c == won_c;
+  if (shared) {
+    unlink_rest();
+  } else {
+    for (chan_base* c : locks) {
+      if (c != won_c) c->mu_.lock();
+    }
+    for (std::size_t i : order) {
+      if (i != won && ws[i].linked) {
+        (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
+      }
+    }
+    for (std::size_t k = locks.size(); k > 0;) {
+      if (locks[--k] != won_c) locks[k]->mu_.unlock();
+    }
+  }
   if (ops[won].is_send) {
     if (!ws[won].success) throw channel_closed("goro: send on closed channel");
   } else {

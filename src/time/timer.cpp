@@ -16,25 +16,29 @@ namespace {
 // cache lines) --------------------------------------------------------------
 
 constexpr std::size_t kArity = 4;
+// Due timers taken out of a heap per lock acquisition.
+constexpr std::size_t kFireBatch = 64;
 
-void heap_set(std::vector<timer_node*>& h, std::size_t i, timer_node* n) {
-  h[i] = n;
-  n->idx = static_cast<std::int32_t>(i);
+using slots = std::vector<timer_slot>;
+
+void heap_set(slots& h, std::size_t i, timer_slot e) {
+  h[i] = e;
+  e.n->idx = static_cast<std::int32_t>(i);
 }
 
-void sift_up(std::vector<timer_node*>& h, std::size_t i) {
-  timer_node* n = h[i];
+void sift_up(slots& h, std::size_t i) {
+  timer_slot e = h[i];
   while (i > 0) {
     std::size_t parent = (i - 1) / kArity;
-    if (h[parent]->when <= n->when) break;
+    if (h[parent].when <= e.when) break;
     heap_set(h, i, h[parent]);
     i = parent;
   }
-  heap_set(h, i, n);
+  heap_set(h, i, e);
 }
 
-void sift_down(std::vector<timer_node*>& h, std::size_t i) {
-  timer_node* n = h[i];
+void sift_down(slots& h, std::size_t i) {
+  timer_slot e = h[i];
   const std::size_t size = h.size();
   for (;;) {
     std::size_t c = i * kArity + 1;
@@ -42,23 +46,27 @@ void sift_down(std::vector<timer_node*>& h, std::size_t i) {
     std::size_t best = c;
     const std::size_t end = std::min(c + kArity, size);
     for (std::size_t k = c + 1; k < end; ++k) {
-      if (h[k]->when < h[best]->when) best = k;
+      if (h[k].when < h[best].when) best = k;
     }
-    if (h[best]->when >= n->when) break;
+    if (h[best].when >= e.when) break;
     heap_set(h, i, h[best]);
     i = best;
   }
-  heap_set(h, i, n);
+  heap_set(h, i, e);
+}
+
+void publish_first(timer_heap& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
+  t.first.store(t.h.empty() ? kNoTimer : t.h[0].when, std::memory_order_release);
 }
 
 void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
   auto& h = t.h;
-  timer_node* gone = h[i];
-  timer_node* last = h.back();
+  timer_node* gone = h[i].n;
+  timer_slot last = h.back();
   h.pop_back();
   if (i < h.size()) {
     heap_set(h, i, last);
-    if (i > 0 && h[(i - 1) / kArity]->when > last->when) {
+    if (i > 0 && h[(i - 1) / kArity].when > last.when) {
       sift_up(h, i);
     } else {
       sift_down(h, i);
@@ -67,52 +75,63 @@ void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
   gone->idx = -1;
   // Release: whoever sees it out of the heap (timer_del) may rewrite `when`.
   gone->owner.store(nullptr, std::memory_order_release);
-  t.first.store(h.empty() ? kNoTimer : h[0]->when, std::memory_order_release);
 }
 
 // Inserts; true if `n` became the earliest.
 bool heap_push(processor* p, timer_node* n) {
   timer_heap& t = p->timers;
   std::lock_guard lk(t.mu);
-  t.h.push_back(n);
+  t.h.push_back(timer_slot{n->when, n});
   n->owner.store(p, std::memory_order_relaxed);
   sift_up(t.h, t.h.size() - 1);
   if (n->idx != 0) return false;
-  t.first.store(n->when, std::memory_order_release);
+  publish_first(t);
   return true;
 }
 
-// One due timer of `p` taken out (or re-armed, for a periodic one), with the
-// seq it was taken at; null if none is due at `now`.
-timer_node* take_due(processor* p, nanos now, std::uint64_t* seq) {
+struct due {
+  timer_node* n;
+  std::uint64_t seq;
+  timer_ref ref;  // read before the fire: a stack node may be gone after it
+};
+
+// Takes up to kFireBatch due timers of `p` out of its heap (or re-arms a
+// periodic one), each with the seq it was taken at. Returns how many.
+std::size_t take_due(processor* p, nanos now, due* out) {
   timer_heap& t = p->timers;
   std::lock_guard lk(t.mu);
-  if (t.h.empty() || t.h[0]->when > now) return nullptr;
-  timer_node* n = t.h[0];
-  *seq = n->seq.load(std::memory_order_relaxed);
-  n->inflight.store(*seq, std::memory_order_relaxed);
-  if (n->period > 0) {
-    // A ticker: next tick after `now`, dropping the ones a slow program
-    // missed (as Go does), and keep the heap's reference.
-    const nanos missed = (now - n->when) / n->period;
-    n->when = deadline_after(n->when, (missed + 1) * n->period);
-    sift_down(t.h, 0);
-    t.first.store(t.h[0]->when, std::memory_order_release);
-    if (n->ref != nullptr) n->ref(n, +1);  // the runner's reference
-  } else {
-    heap_remove_at(t, 0);  // the heap's reference passes to the runner
+  std::size_t k = 0;
+  while (k < kFireBatch && !t.h.empty() && t.h[0].when <= now) {
+    timer_node* n = t.h[0].n;
+    const std::uint64_t seq = n->seq.load(std::memory_order_relaxed);
+    n->inflight.store(seq, std::memory_order_relaxed);
+    out[k++] = due{n, seq, n->ref};
+    if (n->period > 0) {
+      // A ticker: next tick after `now`, dropping the ones a slow program
+      // missed (as Go does), and keep the heap's reference.
+      const nanos missed = (now - n->when) / n->period;
+      n->when = deadline_after(n->when, (missed + 1) * n->period);
+      t.h[0].when = n->when;
+      sift_down(t.h, 0);
+      if (n->ref != nullptr) n->ref(n, +1);  // the runner's reference
+    } else {
+      heap_remove_at(t, 0);  // the heap's reference passes to the runner
+    }
   }
-  return n;
+  if (k > 0) publish_first(t);
+  return k;
 }
 
 bool run_timers(processor* p, nanos now) {
   bool any = false;
-  std::uint64_t seq = 0;
-  while (timer_node* n = take_due(p, now, &seq)) {
+  due batch[kFireBatch];
+  while (std::size_t k = take_due(p, now, batch)) {
     any = true;
-    timer_ref ref = n->ref;
-    n->fire(n, seq, now);  // a stack node may be gone after this
-    if (ref != nullptr) ref(n, -1);
+    for (std::size_t i = 0; i < k; ++i) {
+      batch[i].n->fire(batch[i].n, batch[i].seq, now);
+      if (batch[i].ref != nullptr) batch[i].ref(batch[i].n, -1);
+    }
+    if (k < kFireBatch) break;
   }
   return any;
 }
@@ -149,6 +168,7 @@ bool timer_del(timer_node* n) {
     std::lock_guard lk(t.mu);
     if (n->owner.load(std::memory_order_relaxed) != p) continue;  // moved or fired meanwhile
     heap_remove_at(t, static_cast<std::size_t>(n->idx));
+    publish_first(t);
     if (n->ref != nullptr) n->ref(n, -1);  // the heap's reference (never the last: caller has one)
     return true;
   }
@@ -195,18 +215,18 @@ void timer_wake(sched* s, nanos when) {
 
 void clear_timers(sched* s) {
   for (processor* p : s->ps) {
-    std::vector<timer_node*> gone;
+    std::vector<timer_slot> gone;
     {
       std::lock_guard lk(p->timers.mu);
       gone.swap(p->timers.h);
       p->timers.first.store(kNoTimer);
-      for (timer_node* n : gone) {
-        n->idx = -1;
-        n->owner.store(nullptr, std::memory_order_relaxed);
+      for (timer_slot& e : gone) {
+        e.n->idx = -1;
+        e.n->owner.store(nullptr, std::memory_order_relaxed);
       }
     }
-    for (timer_node* n : gone) {
-      if (n->ref != nullptr) n->ref(n, -1);
+    for (timer_slot& e : gone) {
+      if (e.n->ref != nullptr) e.n->ref(e.n, -1);
     }
   }
 }

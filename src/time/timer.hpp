@@ -73,9 +73,17 @@ struct timer_node {
   std::int32_t idx = -1;                   // position in owner's heap
 };
 
+// A heap slot keeps the deadline beside the pointer: sifting compares
+// deadlines without touching the nodes (which live all over memory, e.g. on
+// 100k sleeping fibers' stacks).
+struct timer_slot {
+  nanos when;
+  timer_node* n;
+};
+
 struct timer_heap {
   spinlock mu;
-  std::vector<timer_node*> h ABSL_GUARDED_BY(mu);
+  std::vector<timer_slot> h ABSL_GUARDED_BY(mu);
   std::atomic<nanos> first{kNoTimer};  // h[0]->when, or kNoTimer
 };
 
