@@ -53,7 +53,8 @@ struct elem_traits {
   static void deliver(void* dst, void* src) {
     static_cast<std::optional<T>*>(dst)->emplace(std::move(*static_cast<T*>(src)));
   }
-  static constexpr elem_ops ops = {&construct, &destroy, &deliver, sizeof(T)};
+  static constexpr elem_ops ops = {&construct, &destroy, &deliver, sizeof(T),
+                                   std::is_nothrow_move_constructible_v<T>};
 };
 
 template <class T>

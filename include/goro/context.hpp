@@ -106,7 +106,7 @@ namespace detail {
 // For tests: how many live cancellable children `ctx` has.
 std::size_t context_children(const context& ctx);
 context with_value_impl(const context& parent, const void* key, std::shared_ptr<const void> v);
-}
+}  // namespace detail
 
 template <class T, class V>
 context with_value(const context& parent, const context_key<T>& key, V&& v) {

@@ -1,11 +1,34 @@
 // src/chan/chan.cpp — channel operations (see goro/detail/chan_base.hpp for
-// the algorithm and invariants).
+// the data structures).
+//
+// Unbuffered channels, and buffered channels of a T whose move may throw,
+// are Go's runtime/chan.go: one lock guards the ring and two FIFO queues of
+// parked waiters.
+//
+// Buffered channels of a nothrow-movable T keep their elements in a
+// lock-free ring, and the lock guards only the wait queues:
+//   * fast path: while no waiter is parked (waiters_ == 0), send and receive
+//     are a CAS on the ring, never touching the lock, so a producer and a
+//     consumer on two threads share only the slots they exchange;
+//   * slow path: otherwise, or when the ring is full (send) / empty (recv),
+//     the operation takes the lock and behaves as Go's: a receiver parked on
+//     an empty ring gets a value handed over directly, a receiver that
+//     frees a slot moves the first parked sender's value into it, so parked
+//     waiters are served in FIFO order;
+//   * no lost wake-up (Dekker): a waiter links itself (waiters_ += 1, a
+//     seq_cst RMW), fences, and retries the ring once before parking; a fast
+//     operation publishes its slot, fences, and reads waiters_ — so either
+//     the waiter's retry sees the slot, or the fast operation sees the
+//     waiter and serves it under the lock (after_fast_op);
+//   * a fast operation in flight when a waiter parks can still take a slot
+//     meant for that waiter; the waiter is then woken with `retry` and tries
+//     again (it never misses a value: someone got it, in order).
 //
 // Every blocking path follows the wait protocol of src/wait/parker.hpp:
 // under the channel lock, try; else link a chan_waiter and park with the lock
 // released by the scheduler after the switch. The waker unlinks the waiter
-// and sets `success` under the lock, and unparks it after unlocking. A waiter
-// unwound at shutdown unlinks itself if still linked.
+// and sets `success` (or `retry`) under the lock, and unparks it after
+// unlocking. A waiter unwound at shutdown unlinks itself if still linked.
 #include <algorithm>
 #include <mutex>
 #include <vector>
@@ -16,29 +39,22 @@
 namespace goro::detail {
 namespace {
 
-// The blocking half of send and recv: with the channel lock `mu` held, links
-// a waiter for `elem` into `q` and parks, the lock released after the switch.
-// Returns the waiter's `success` as set by whoever woke it. On shutdown
-// unwinding, unlinks the waiter again before the exception propagates.
-bool park_waiter(spinlock& mu, waitq& q, void* elem,
+[[noreturn]] void throw_closed_send() { throw channel_closed("goro: send on closed channel"); }
+
+// Parks with `w` linked into `q` and the channel lock `mu` held; the lock is
+// released after the switch. On shutdown unwinding, unlinks `w` again before
+// the exception propagates.
+void park_linked(spinlock& mu, waitq& q, chan_waiter& w,
                  const char* reason) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  parker pk;
-  chan_waiter w;
-  w.pk = &pk;
-  w.elem = elem;
-  q.push(&w);
   auto unlock = [&mu]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu.unlock(); };
   try {
-    pk.park(unlock, reason);
+    w.pk->park(unlock, reason);
   } catch (...) {
     std::lock_guard lk(mu);
     if (w.linked) q.remove(&w);
     throw;
   }
-  return w.success;
 }
-
-[[noreturn]] void throw_closed_send() { throw channel_closed("goro: send on closed channel"); }
 
 }  // namespace
 
@@ -52,6 +68,7 @@ void waitq::push(chan_waiter* w) {
   }
   tail = w;
   w->linked = true;
+  count->fetch_add(1);  // seq_cst: orders the link before the waiter's recheck
 }
 
 void waitq::remove(chan_waiter* w) {
@@ -67,6 +84,7 @@ void waitq::remove(chan_waiter* w) {
   }
   w->prev = w->next = nullptr;
   w->linked = false;
+  count->fetch_sub(1, std::memory_order_relaxed);
 }
 
 chan_waiter* waitq::pop() {
@@ -87,8 +105,137 @@ chan_waiter* waitq::dequeue() {
   return nullptr;
 }
 
+chan_base::chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
+    : cap_(cap),
+      ops_(ops),
+      buf_(buf),
+      lockfree_(cap > 0 && ops->nothrow_move),
+      seqs_(lockfree_ ? new std::atomic<std::uint64_t>[cap] : nullptr) {
+  for (std::size_t i = 0; lockfree_ && i < cap; ++i)
+    seqs_[i].store(2 * i, std::memory_order_relaxed);
+  recvq_.count = &waiters_;
+  sendq_.count = &waiters_;
+}
+
+chan_base::~chan_base() { delete[] seqs_; }
+
+// ---- the ring ---------------------------------------------------------------
+
+chan_base::push_result chan_base::ring_push(void* src) {
+  std::uint64_t pos = tail_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((pos & kClosedBit) != 0) return push_result::closed;
+    std::atomic<std::uint64_t>& seq = seqs_[pos % cap_];
+    const std::uint64_t s = seq.load(std::memory_order_acquire);
+    const auto diff = static_cast<std::int64_t>(s - 2 * pos);
+    if (diff == 0) {
+      if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        ops_->construct(slot(pos % cap_), src);
+        seq.store(2 * pos + 1, std::memory_order_release);
+        return push_result::pushed;
+      }
+    } else if (diff < 0) {
+      return push_result::full;  // the slot of the previous lap is unconsumed
+    } else {
+      pos = tail_.load(std::memory_order_relaxed);
+    }
+  }
+}
+
+bool chan_base::ring_pop(void* dst) {
+  std::uint64_t pos = head_.load(std::memory_order_relaxed);
+  for (;;) {
+    std::atomic<std::uint64_t>& seq = seqs_[pos % cap_];
+    const std::uint64_t s = seq.load(std::memory_order_acquire);
+    const auto diff = static_cast<std::int64_t>(s - (2 * pos + 1));
+    if (diff == 0) {
+      if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        void* e = slot(pos % cap_);
+        if (dst != nullptr) ops_->deliver(dst, e);
+        ops_->destroy(e);
+        seq.store(2 * (pos + cap_), std::memory_order_release);
+        return true;
+      }
+    } else if (diff < 0) {
+      return false;  // empty (or its next slot is claimed but not yet filled)
+    } else {
+      pos = head_.load(std::memory_order_relaxed);
+    }
+  }
+}
+
+bool chan_base::ring_empty() const {
+  return head_.load(std::memory_order_acquire) ==
+         (tail_.load(std::memory_order_acquire) & ~kClosedBit);
+}
+
+bool chan_base::ring_full() const {
+  return (tail_.load(std::memory_order_acquire) & ~kClosedBit) -
+             head_.load(std::memory_order_acquire) >=
+         cap_;
+}
+
+chan_waiter* chan_base::serve_receiver_locked() {
+  if (recvq_.empty()) return nullptr;
+  chan_waiter* r = recvq_.dequeue();
+  if (r == nullptr) return nullptr;
+  if (ring_pop(r->elem)) {
+    r->success = true;
+  } else {
+    r->retry = true;  // a fast receiver took it first
+  }
+  return r;
+}
+
+chan_waiter* chan_base::serve_sender_locked() {
+  if (sendq_.empty()) return nullptr;
+  chan_waiter* s = sendq_.dequeue();
+  if (s == nullptr) return nullptr;
+  // closed_ is false here: close() empties sendq_ under the lock.
+  if (ring_push(s->elem) == push_result::pushed) {
+    s->success = true;
+  } else {
+    s->retry = true;  // a fast sender took the slot first
+  }
+  return s;
+}
+
+void chan_base::after_fast_op() {
+  full_fence();
+  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  std::vector<chan_waiter*> wake;
+  mu_.lock();
+  while (!recvq_.empty() && !ring_empty()) {
+    chan_waiter* w = serve_receiver_locked();
+    if (w == nullptr) break;
+    wake.push_back(w);
+  }
+  while (!sendq_.empty() && !ring_full()) {
+    chan_waiter* w = serve_sender_locked();
+    if (w == nullptr) break;
+    wake.push_back(w);
+  }
+  mu_.unlock();
+  for (chan_waiter* w : wake) w->pk->unpark();
+}
+
+// ---- the locked halves (also select's poll) ---------------------------------
+
 bool chan_base::try_send_locked(void* src, chan_waiter** wake) {
   if (closed_) throw_closed_send();
+  if (lockfree_) {
+    if (!recvq_.empty() && ring_empty()) {
+      if (chan_waiter* r = recvq_.dequeue()) {
+        ops_->deliver(r->elem, src);  // straight to a parked receiver
+        r->success = true;
+        *wake = r;
+        return true;
+      }
+    }
+    if (ring_push(src) != push_result::pushed) return false;
+    *wake = serve_receiver_locked();
+    return true;
+  }
   if (chan_waiter* r = recvq_.dequeue()) {
     // A receiver is parked (so the buffer is empty): hand the value over.
     ops_->deliver(r->elem, src);
@@ -106,6 +253,29 @@ bool chan_base::try_send_locked(void* src, chan_waiter** wake) {
 }
 
 bool chan_base::try_recv_locked(void* dst, bool* ok, chan_waiter** wake) {
+  if (lockfree_) {
+    for (;;) {
+      if (ring_pop(dst)) {
+        *wake = serve_sender_locked();
+        *ok = true;
+        return true;
+      }
+      if (chan_waiter* s = sendq_.dequeue()) {
+        // Fast receivers emptied the ring while a sender was parked.
+        ops_->deliver(dst, s->elem);
+        s->success = true;
+        *wake = s;
+        *ok = true;
+        return true;
+      }
+      if (!closed_) return false;
+      if (ring_empty()) {
+        *ok = false;
+        return true;
+      }
+      cpu_relax();  // a send claimed its slot before the close: wait for it
+    }
+  }
   if (chan_waiter* s = sendq_.dequeue()) {
     if (cap_ == 0) {
       ops_->deliver(dst, s->elem);  // straight from the parked sender
@@ -138,39 +308,95 @@ bool chan_base::try_recv_locked(void* dst, bool* ok, chan_waiter** wake) {
   return false;
 }
 
+// ---- send / recv ------------------------------------------------------------
+
 bool chan_base::send(void* src, bool block) {
-  chan_waiter* wake = nullptr;
-  mu_.lock();
-  bool done = false;
-  try {
-    done = try_send_locked(src, &wake);
-  } catch (...) {
-    mu_.unlock();
-    throw;
+  if (lockfree_ && waiters_.load(std::memory_order_acquire) == 0) {
+    switch (ring_push(src)) {
+      case push_result::pushed:
+        after_fast_op();
+        return true;
+      case push_result::closed:
+        throw_closed_send();
+      case push_result::full:
+        break;
+    }
   }
-  if (done || !block) {
-    mu_.unlock();
-    if (wake != nullptr) wake->pk->unpark();
-    return done;
+  for (;;) {
+    chan_waiter* wake = nullptr;
+    mu_.lock();
+    bool done = false;
+    try {
+      done = try_send_locked(src, &wake);
+    } catch (...) {
+      mu_.unlock();
+      throw;
+    }
+    if (done || !block) {
+      mu_.unlock();
+      if (wake != nullptr) wake->pk->unpark();
+      return done;
+    }
+    parker pk;
+    chan_waiter w;
+    w.pk = &pk;
+    w.elem = src;
+    sendq_.push(&w);
+    if (lockfree_) {
+      // The recheck of the Dekker pairing with after_fast_op.
+      full_fence();
+      if (ring_push(src) == push_result::pushed) {
+        sendq_.remove(&w);
+        wake = serve_receiver_locked();
+        mu_.unlock();
+        if (wake != nullptr) wake->pk->unpark();
+        return true;
+      }
+    }
+    park_linked(mu_, sendq_, w, "chan send");
+    if (w.retry) continue;
+    if (!w.success) throw_closed_send();
+    return true;
   }
-  if (!park_waiter(mu_, sendq_, src, "chan send")) throw_closed_send();
-  return true;
 }
 
 int chan_base::recv(void* dst, bool block) {
-  chan_waiter* wake = nullptr;
-  bool ok = false;
-  mu_.lock();
-  if (try_recv_locked(dst, &ok, &wake)) {
-    mu_.unlock();
-    if (wake != nullptr) wake->pk->unpark();
-    return ok ? 1 : 0;
+  if (lockfree_ && waiters_.load(std::memory_order_acquire) == 0 && ring_pop(dst)) {
+    after_fast_op();
+    return 1;
   }
-  if (!block) {
-    mu_.unlock();
-    return -1;
+  for (;;) {
+    chan_waiter* wake = nullptr;
+    bool ok = false;
+    mu_.lock();
+    if (try_recv_locked(dst, &ok, &wake)) {
+      mu_.unlock();
+      if (wake != nullptr) wake->pk->unpark();
+      return ok ? 1 : 0;
+    }
+    if (!block) {
+      mu_.unlock();
+      return -1;
+    }
+    parker pk;
+    chan_waiter w;
+    w.pk = &pk;
+    w.elem = dst;
+    recvq_.push(&w);
+    if (lockfree_) {
+      full_fence();
+      if (ring_pop(dst)) {
+        recvq_.remove(&w);
+        wake = serve_sender_locked();
+        mu_.unlock();
+        if (wake != nullptr) wake->pk->unpark();
+        return 1;
+      }
+    }
+    park_linked(mu_, recvq_, w, "chan receive");
+    if (w.retry) continue;
+    return w.success ? 1 : 0;
   }
-  return park_waiter(mu_, recvq_, dst, "chan receive") ? 1 : 0;
 }
 
 void chan_base::close() {
@@ -180,17 +406,20 @@ void chan_base::close() {
     throw channel_closed("goro: close of closed channel");
   }
   closed_ = true;
-  // Collect every waiter (receivers get "closed", senders will throw), then
-  // wake them after unlocking. A waiter's record may vanish once it is woken.
-  // Fibers are gathered into a vector in this one pass (the records live on
-  // the waiters' stacks, one page each: walking them twice would double the
-  // cost of closing a done channel with 100k waiters); OS-thread waiters,
-  // rare, are linked through `next`.
+  if (lockfree_) tail_.fetch_or(kClosedBit);
+  // Collect every waiter, then wake them after unlocking: senders will throw;
+  // receivers get "closed" (on a lock-free ring they retry instead, to drain
+  // what sends claimed before the close). A waiter's record may vanish once
+  // it is woken. Fibers are gathered into a vector in this one pass (the
+  // records live on the waiters' stacks, one page each: walking them twice
+  // would double the cost of closing a done channel with 100k waiters);
+  // OS-thread waiters, rare, are linked through `next`.
   std::vector<fiber*> fibers;
   chan_waiter* threads = nullptr;
   for (waitq* q : {&recvq_, &sendq_}) {
     while (chan_waiter* w = q->dequeue()) {
       w->success = false;
+      w->retry = lockfree_ && q == &recvq_;
       if (fiber* f = w->pk->waiting_fiber()) {
         fibers.push_back(f);
       } else {
@@ -213,11 +442,21 @@ void chan_base::close() {
 }
 
 std::size_t chan_base::size() const {
+  if (lockfree_) {
+    const std::uint64_t h = head_.load(std::memory_order_acquire);
+    const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
+    return t > h ? std::min<std::size_t>(t - h, cap_) : 0;
+  }
   std::lock_guard lk(mu_);
   return count_;
 }
 
 void chan_base::drain() {
+  if (lockfree_) {
+    while (ring_pop(nullptr)) {
+    }
+    return;
+  }
   for (; count_ > 0; --count_) {
     ops_->destroy(slot(recvx_));
     recvx_ = recvx_ + 1 == cap_ ? 0 : recvx_ + 1;

@@ -75,87 +75,118 @@ std::size_t select_impl(select_op* ops, std::size_t n, bool has_default) {
     p[0]->mu_.unlock();  // the last touch of anything on the select's stack
   };
 
-  // Step 2: poll.
-  lock_all();
-  for (std::size_t i : order) {
-    select_op& op = ops[i];
-    chan_waiter* wake = nullptr;
-    bool done = false;
-    try {
-      done = op.is_send ? op.c->try_send_locked(op.elem, &wake)
-                        : op.c->try_recv_locked(op.elem, &op.ok, &wake);
-    } catch (...) {
-      unlock_all();
-      throw;
-    }
-    if (done) {
-      unlock_all();
-      if (wake != nullptr) wake->pk->unpark();
-      return i;
-    }
-  }
-  if (has_default) {
-    unlock_all();
-    return n;
-  }
-
-  // Step 3: enqueue on every channel and park.
-  parker pk;
-  select_state st;
-  absl::InlinedVector<chan_waiter, kInlineCases> ws(n);
-  for (std::size_t i : order) {
-    chan_waiter& w = ws[i];
-    w.pk = &pk;
-    w.sel = &st;
-    w.case_index = static_cast<int>(i);
-    w.elem = ops[i].elem;
-    (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).push(&w);
-  }
-  auto unlink_rest = [&] {
+  for (;;) {
+    // Step 2: poll.
     lock_all();
     for (std::size_t i : order) {
-      if (ws[i].linked) (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
-    }
-    unlock_all();
-  };
-  try {
-    pk.park(unlock_all, "select");
-  } catch (...) {
-    unlink_rest();  // unwound at shutdown
-    throw;
-  }
-
-  // Step 4: one case won; drop the other waiters. The winner's waiter was
-  // unlinked by the waker, so its channel need not be locked again unless
-  // another case uses it too (a close of a done channel wakes 100k selects:
-  // each skipping that hot lock matters). Go's selunlock rule still holds: if
-  // the skipped channel is locks[0], the waker held it, so the parking
-  // side's unlock_all had finished; otherwise locks[0] is locked here.
-  const auto won = static_cast<std::size_t>(st.winner.load(std::memory_order_acquire));
-  chan_base* const won_c = ops[won].c;
-  bool shared = false;
-  for (std::size_t i : order) shared |= i != won && ops[i].c == won_c;
-  if (shared) {
-    unlink_rest();
-  } else {
-    for (chan_base* c : locks) {
-      if (c != won_c) c->mu_.lock();
-    }
-    for (std::size_t i : order) {
-      if (i != won && ws[i].linked) {
-        (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
+      select_op& op = ops[i];
+      chan_waiter* wake = nullptr;
+      bool done = false;
+      try {
+        done = op.is_send ? op.c->try_send_locked(op.elem, &wake)
+                          : op.c->try_recv_locked(op.elem, &op.ok, &wake);
+      } catch (...) {
+        unlock_all();
+        throw;
+      }
+      if (done) {
+        unlock_all();
+        if (wake != nullptr) wake->pk->unpark();
+        return i;
       }
     }
-    for (std::size_t k = locks.size(); k > 0;) {
-      if (locks[--k] != won_c) locks[k]->mu_.unlock();
+    if (has_default) {
+      unlock_all();
+      return n;
     }
+
+    // Step 3: enqueue on every channel and park.
+    parker pk;
+    select_state st;
+    absl::InlinedVector<chan_waiter, kInlineCases> ws(n);
+    bool any_lockfree = false;
+    for (std::size_t i : order) {
+      chan_waiter& w = ws[i];
+      w.pk = &pk;
+      w.sel = &st;
+      w.case_index = static_cast<int>(i);
+      w.elem = ops[i].elem;
+      (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).push(&w);
+      any_lockfree |= ops[i].c->lockfree_;
+    }
+    auto unlink_locked = [&] {
+      for (std::size_t i : order) {
+        if (ws[i].linked) (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
+      }
+    };
+    auto unlink_rest = [&] {
+      lock_all();
+      unlink_locked();
+      unlock_all();
+    };
+    if (any_lockfree) {
+      // The recheck of the Dekker pairing with a lock-free send or receive
+      // (chan.cpp): only the ring itself, since our own waiters are linked
+      // (a select never pairs with itself). Every channel is locked by us,
+      // so no waker can have taken our waiters yet.
+      full_fence();
+      for (std::size_t i : order) {
+        chan_base* c = ops[i].c;
+        if (!c->lockfree_) continue;
+        const bool done = ops[i].is_send
+                              ? c->ring_push(ops[i].elem) == chan_base::push_result::pushed
+                              : c->ring_pop(ops[i].elem);
+        if (!done) continue;
+        unlink_locked();
+        chan_waiter* wake = ops[i].is_send ? c->serve_receiver_locked() : c->serve_sender_locked();
+        ops[i].ok = true;
+        unlock_all();
+        if (wake != nullptr) wake->pk->unpark();
+        return i;
+      }
+    }
+    try {
+      pk.park(unlock_all, "select");
+    } catch (...) {
+      unlink_rest();  // unwound at shutdown
+      throw;
+    }
+
+    // Step 4: one case won; drop the other waiters. The winner's waiter was
+    // unlinked by the waker, so its channel need not be locked again unless
+    // another case uses it too (a close of a done channel wakes 100k selects:
+    // each skipping that hot lock matters). Go's selunlock rule still holds:
+    // if the skipped channel is locks[0], the waker held it, so the parking
+    // side's unlock_all had finished; otherwise locks[0] is locked here.
+    const auto won = static_cast<std::size_t>(st.winner.load(std::memory_order_acquire));
+    chan_base* const won_c = ops[won].c;
+    bool shared = false;
+    for (std::size_t i : order) shared |= i != won && ops[i].c == won_c;
+    if (shared) {
+      unlink_rest();
+    } else {
+      for (chan_base* c : locks) {
+        if (c != won_c) c->mu_.lock();
+      }
+      for (std::size_t i : order) {
+        if (i != won && ws[i].linked) {
+          (ops[i].is_send ? ops[i].c->sendq_ : ops[i].c->recvq_).remove(&ws[i]);
+        }
+      }
+      for (std::size_t k = locks.size(); k > 0;) {
+        if (locks[--k] != won_c) locks[k]->mu_.unlock();
+      }
+    }
+    // Woken to retry (a lock-free ring raced us, or a close to drain): poll
+    // again from the start; nothing has been committed.
+    if (ws[won].retry) continue;
+    if (ops[won].is_send) {
+      if (!ws[won].success) throw channel_closed("goro: send on closed channel");
+    } else {
+      ops[won].ok = ws[won].success;
+    }
+    return won;
   }
-  if (ops[won].is_send) {
-    if (!ws[won].success) throw channel_closed("goro: send on closed channel");
-  } else {
-    ops[won].ok = ws[won].success;
-  }
-  return won;
 }
 
 }  // namespace goro::detail

@@ -489,8 +489,8 @@ void ready_many(fiber* const* fs, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     fiber_state old = fs[i]->state.exchange(fiber_state::runnable, std::memory_order_acq_rel);
     if (old != fiber_state::parked) {
-      fatal("goro: internal error: ready() of fiber %" PRIu64 " that is %s, not parked",
-            fs[i]->id, to_string(old));
+      fatal("goro: internal error: ready() of fiber %" PRIu64 " that is %s, not parked", fs[i]->id,
+            to_string(old));
     }
   }
   worker* w = current_worker();

@@ -42,7 +42,8 @@ nanos to_nanos(clock::duration d) {
 }
 
 clock::time_point to_time_point(nanos t) {
-  return clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(t)));
+  return clock::time_point(
+      std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(t)));
 }
 
 // True (and clears it) if a fire of `seq` was taken out of the heap and not

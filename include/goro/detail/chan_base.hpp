@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 
 #include "goro/detail/spinlock.hpp"
@@ -42,6 +43,7 @@ struct elem_ops {
   void (*destroy)(void* obj);               // destroy the T at obj
   void (*deliver)(void* dst, void* src);    // move *src into a receiver's dst
   std::size_t size;
+  bool nothrow_move;  // T's move constructor cannot throw
 };
 
 // Shared by the waiters of one blocked select: the first waker to CAS
@@ -56,6 +58,7 @@ struct chan_waiter {
   int case_index = 0;           // with sel: which case this waiter is
   void* elem = nullptr;         // send: the T to move from; recv: the receiver's dst
   bool success = false;         // set by the waker: true = value passed, false = closed
+  bool retry = false;           // set by the waker: not served, try the operation again
   bool linked = false;
   chan_waiter* prev = nullptr;
   chan_waiter* next = nullptr;
@@ -64,6 +67,7 @@ struct chan_waiter {
 struct waitq {
   chan_waiter* head = nullptr;
   chan_waiter* tail = nullptr;
+  std::atomic<int>* count = nullptr;  // the channel's waiter count (see chan_base)
   void push(chan_waiter* w);
   chan_waiter* pop();
   // Pops the first waiter that can still proceed: a plain one, or a select's
@@ -78,8 +82,7 @@ struct select_op;
 
 class chan_base {
  public:
-  chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
-      : cap_(cap), ops_(ops), buf_(buf) {}
+  chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf);
   chan_base(const chan_base&) = delete;
   chan_base& operator=(const chan_base&) = delete;
 
@@ -94,7 +97,7 @@ class chan_base {
   std::size_t capacity() const { return cap_; }
 
  protected:
-  ~chan_base() = default;  // the owner destroys buffered elements (drain())
+  ~chan_base();  // the owner destroys buffered elements (drain())
   // Destroys the elements still buffered (from the derived destructor).
   void drain();
   unsigned char* buffer() const { return buf_; }
@@ -102,13 +105,52 @@ class chan_base {
  private:
   void* slot(std::size_t i) const { return buf_ + i * ops_->size; }
 
-  mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
+  // ---- the lock-free ring (buffered channels of nothrow-movable T) ----
+  // Vyukov's bounded MPMC queue: slot i holds seqs_[i]; a sender claims
+  // position p (tail_) when seqs_[p % cap] == 2p, constructs, then publishes
+  // 2p + 1; a receiver claims p (head_) when seqs_[p % cap] == 2p + 1, moves
+  // out, then frees the slot for the next lap with 2(p + cap). (Doubled so
+  // that "filled at p" and "free for p + 1" differ even when cap is 1.)
+  // close() sets
+  // kClosedBit in tail_ under the lock, so a send either claimed its slot
+  // before the close or fails: send and close stay linearizable.
+  enum class push_result { pushed, full, closed };
+  push_result ring_push(void* src);
+  bool ring_pop(void* dst);  // dst null: destroy the element
+  bool ring_empty() const;   // no slot claimed and unconsumed
+  bool ring_full() const;
+
+  // With mu_ held, after this thread put a value in the ring: a parked
+  // receiver (if any) gets the ring's head, or is told to retry. Returns the
+  // waiter to unpark, or null.
+  chan_waiter* serve_receiver_locked();
+  // With mu_ held, after this thread took a value out: the first parked
+  // sender's value moves into the ring (Go's hand-over), or it is told to
+  // retry. Returns the waiter to unpark, or null.
+  chan_waiter* serve_sender_locked();
+  // After a lock-free send or receive: if anyone is parked, serve them
+  // (Dekker with the waiter's push-then-recheck; see chan.cpp).
+  void after_fast_op();
+
+  static constexpr std::uint64_t kClosedBit = std::uint64_t{1} << 63;
+
   const std::size_t cap_;
   const elem_ops* const ops_;
-  unsigned char* const buf_;  // cap_ slots of ops_->size bytes
-  std::size_t count_ = 0;     // buffered elements
-  std::size_t recvx_ = 0;     // next slot to receive from
-  std::size_t sendx_ = 0;     // next slot to send into
+  unsigned char* const buf_;                // cap_ slots of ops_->size bytes
+  const bool lockfree_;                     // buffered and T nothrow-movable: use the ring
+  std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ slot sequence numbers
+
+  alignas(64) std::atomic<std::uint64_t> head_{0};  // lockfree_: next position to receive
+  alignas(64) std::atomic<std::uint64_t> tail_{0};  // lockfree_: next position to send
+
+  alignas(64) mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
+  // Waiters linked in recvq_ + sendq_ (changed under mu_, read lock-free by
+  // the fast paths: while it is non-zero every operation takes the lock, so
+  // parked waiters are served in FIFO order as in Go).
+  std::atomic<int> waiters_{0};
+  std::size_t count_ = 0;  // !lockfree_: buffered elements
+  std::size_t recvx_ = 0;  // !lockfree_: next slot to receive from
+  std::size_t sendx_ = 0;  // !lockfree_: next slot to send into
   bool closed_ = false;
   waitq recvq_;
   waitq sendq_;
@@ -116,8 +158,7 @@ class chan_base {
   friend std::size_t select_impl(select_op*, std::size_t, bool);
   // The non-blocking halves of send/recv, with mu_ held. Return false if the
   // operation cannot proceed now; on success they unlock nothing and return
-  // the waiter to unpark (or null). `closed_send` is set for a send on a
-  // closed channel.
+  // the waiter to unpark (or null). A send on a closed channel throws.
   bool try_send_locked(void* src, chan_waiter** wake);
   bool try_recv_locked(void* dst, bool* ok, chan_waiter** wake);
 };

@@ -203,7 +203,8 @@ BOOST_DATA_TEST_CASE(tree_cancelled_concurrently_in_random_order, bdata::make(kP
     goro::wait_group cancellers;
     cancellers.add(kNodes);
     std::thread th([&] {
-      for (int i = 0; i < kNodes; i += 3) cancels[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])]();
+      for (int i = 0; i < kNodes; i += 3)
+        cancels[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])]();
     });
     for (int i = 0; i < kNodes; ++i) {
       goro::go([&, i] {
@@ -229,9 +230,18 @@ BOOST_AUTO_TEST_CASE(parent_and_child_cancelled_at_once_do_not_deadlock) {
       auto [g, cg] = goro::with_cancel(c);
       goro::wait_group wg;
       wg.add(3);
-      goro::go([&, cp = cp] { cp(); wg.done(); });
-      goro::go([&, cc = cc] { cc(); wg.done(); });
-      goro::go([&, cg = cg] { cg(); wg.done(); });
+      goro::go([&, cp = cp] {
+        cp();
+        wg.done();
+      });
+      goro::go([&, cc = cc] {
+        cc();
+        wg.done();
+      });
+      goro::go([&, cg = cg] {
+        cg();
+        wg.done();
+      });
       wg.wait();
       BOOST_REQUIRE(!g.err().ok());
       BOOST_REQUIRE(goro::detail::context_children(p) == 0u);
