@@ -292,7 +292,7 @@ BOOST_AUTO_TEST_CASE(capacity_one_ring) {
   BOOST_TEST(goro::select(goro::on_recv(c), goro::on_default()) == 1u);
 }
 
-namespace {
+namespace chan_test {
 // A move that may throw (it never does here): such channels keep the locked
 // ring, so the same exact-multiset check runs on that path too.
 struct throwing_move {
@@ -305,7 +305,8 @@ struct throwing_move {
   }
 };
 static_assert(!std::is_nothrow_move_constructible_v<throwing_move>);
-}  // namespace
+}  // namespace chan_test
+using chan_test::throwing_move;
 
 BOOST_DATA_TEST_CASE(locked_ring_exact_multiset, bdata::make(kProcs), procs) {
   goro::run({.maxprocs = procs}, [] {
