@@ -59,6 +59,7 @@ struct recv_case {
     op.c = c.base();
     op.is_send = false;
     op.elem = &v;
+    op.ok = false;
   }
   void fire(const select_op& op) {
     if constexpr (std::is_same_v<F, no_handler>) {
@@ -92,6 +93,7 @@ struct send_case {
     op.c = c.base();
     op.is_send = true;
     op.elem = &v;
+    op.ok = false;
   }
   void fire(const select_op& /*op*/) {
     if constexpr (!std::is_same_v<F, no_handler>) {
@@ -106,6 +108,9 @@ struct default_case {
   F f;
   void prepare(select_op& op, bool& is_default) {
     op.c = nullptr;
+    op.is_send = false;
+    op.elem = nullptr;
+    op.ok = false;
     is_default = true;
   }
   void fire(const select_op& /*op*/) {

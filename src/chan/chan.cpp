@@ -319,8 +319,17 @@ bool chan_base::send(void* src, bool block) {
       case push_result::closed:
         throw_closed_send();
       case push_result::full:
+        // Would block (Go's lock-free check): full with nobody parked to take
+        // a value, observed before "not closed", which cannot be undone.
+        if (!block && waiters_.load(std::memory_order_acquire) == 0 &&
+            !closed_flag_.load(std::memory_order_acquire)) {
+          return false;
+        }
         break;
     }
+  } else if (!block && cap_ == 0 && waiters_.load(std::memory_order_acquire) == 0 &&
+             !closed_flag_.load(std::memory_order_acquire)) {
+    return false;  // unbuffered, no receiver parked: would block
   }
   for (;;) {
     chan_waiter* wake = nullptr;
@@ -365,6 +374,14 @@ int chan_base::recv(void* dst, bool block) {
     after_fast_op();
     return 1;
   }
+  // Would block (Go's lock-free check): nothing buffered and no sender
+  // parked, observed before "not closed" (a closed channel stays closed, so
+  // there was a moment when it was open and empty).
+  if (!block && (cap_ == 0 || (lockfree_ && ring_empty())) &&
+      waiters_.load(std::memory_order_acquire) == 0 &&
+      !closed_flag_.load(std::memory_order_acquire)) {
+    return -1;
+  }
   for (;;) {
     chan_waiter* wake = nullptr;
     bool ok = false;
@@ -406,6 +423,7 @@ void chan_base::close() {
     throw channel_closed("goro: close of closed channel");
   }
   closed_ = true;
+  closed_flag_.store(true, std::memory_order_release);
   if (lockfree_) tail_.fetch_or(kClosedBit);
   // Collect every waiter, then wake them after unlocking: senders will throw;
   // receivers get "closed" (on a lock-free ring they retry instead, to drain

@@ -45,6 +45,27 @@ std::uint64_t random_u64() {
 }  // namespace
 
 std::size_t select_impl(select_op* ops, std::size_t n, bool has_default) {
+  if (has_default) {
+    // One non-nil case and a default (Go compiles this to a non-blocking
+    // send or receive): the channel's own non-blocking path, lock-free when
+    // it would block.
+    std::size_t only = n;
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < n && live < 2; ++i) {
+      if (ops[i].c != nullptr) {
+        only = i;
+        ++live;
+      }
+    }
+    if (live == 1) {
+      select_op& op = ops[only];
+      if (op.is_send) return op.c->send(op.elem, false) ? only : n;
+      const int r = op.c->recv(op.elem, false);
+      if (r < 0) return n;
+      op.ok = r == 1;
+      return only;
+    }
+  }
   absl::InlinedVector<std::size_t, kInlineCases> order;  // poll order
   absl::InlinedVector<chan_base*, kInlineCases> locks;   // distinct, sorted
   for (std::size_t i = 0; i < n; ++i) {

@@ -152,6 +152,7 @@ class chan_base {
   std::size_t recvx_ = 0;  // !lockfree_: next slot to receive from
   std::size_t sendx_ = 0;  // !lockfree_: next slot to send into
   bool closed_ = false;
+  std::atomic<bool> closed_flag_{false};  // closed_, readable without the lock
   waitq recvq_;
   waitq sendq_;
 
@@ -168,11 +169,13 @@ class chan_base {
 [[noreturn]] void block_forever(const char* reason);
 
 // One case of a select, type-erased. `c` null: a nil channel (never ready).
+// No default member initializers: select() fills every field in prepare(),
+// and zeroing the array first showed up as a third of a non-blocking select.
 struct select_op {
-  chan_base* c = nullptr;
-  bool is_send = false;
-  void* elem = nullptr;  // send: the T to move from; recv: std::optional<T>*
-  bool ok = false;       // out: recv got a value (false: closed)
+  chan_base* c;
+  bool is_send;
+  void* elem;  // send: the T to move from; recv: std::optional<T>*
+  bool ok;     // out: recv got a value (false: closed)
 };
 
 // Go's selectgo: commits exactly one ready case, chosen uniformly at random
