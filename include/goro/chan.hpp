@@ -27,8 +27,11 @@
 // its argument by value: pass an lvalue to copy, std::move to move.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <memory>
 #include <new>
@@ -59,18 +62,45 @@ struct elem_traits {
 
 template <class T>
 class chan_impl final : public chan_base {
+  static constexpr std::size_t kAlign = alignof(T) > alignof(std::atomic<std::uint64_t>)
+                                            ? alignof(T)
+                                            : alignof(std::atomic<std::uint64_t>);
+  // Storage this small lives inside the channel object: no second
+  // allocation for unbuffered channels, done channels and timer channels.
+  static constexpr std::size_t kInlineBytes = 64;
+
  public:
-  explicit chan_impl(std::size_t cap) : chan_base(cap, &elem_traits<T>::ops, allocate(cap)) {}
+  explicit chan_impl(std::size_t cap)
+      : chan_base(cap, &elem_traits<T>::ops, allocate(cap, inline_)) {
+    init_storage();  // now that inline_ exists
+  }
   ~chan_impl() {
     drain();
-    ::operator delete (buffer(), std::align_val_t{alignof(T)});
+    unsigned char* b = buffer();
+    if (b == inline_) return;
+    if constexpr (kAlign > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+      ::operator delete (b, std::align_val_t{kAlign});
+    } else {
+      ::operator delete(b);
+    }
   }
 
  private:
-  static unsigned char* allocate(std::size_t cap) {
-    return static_cast<unsigned char*>(
-        ::operator new (cap == 0 ? 1 : cap * sizeof(T), std::align_val_t{alignof(T)}));
+  // One block: the slots, then (for the lock-free ring) their sequence
+  // numbers. Called before inline_ is "constructed", which is fine for raw
+  // bytes: only its address is taken.
+  static unsigned char* allocate(std::size_t cap, unsigned char* inline_buf) {
+    const std::size_t bytes = storage_bytes(cap, &elem_traits<T>::ops);
+    if (bytes <= kInlineBytes) return inline_buf;
+    // The aligned operator new is much slower in glibc: only when needed.
+    if constexpr (kAlign > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+      return static_cast<unsigned char*>(::operator new (bytes, std::align_val_t{kAlign}));
+    } else {
+      return static_cast<unsigned char*>(::operator new(bytes));
+    }
   }
+
+  alignas(kAlign) unsigned char inline_[kInlineBytes];
 };
 
 }  // namespace detail

@@ -31,6 +31,7 @@
 // unlocking. A waiter unwound at shutdown unlinks itself if still linked.
 #include <algorithm>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "goro/detail/chan_base.hpp"
@@ -109,15 +110,20 @@ chan_base::chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
     : cap_(cap),
       ops_(ops),
       buf_(buf),
-      lockfree_(cap > 0 && ops->nothrow_move),
-      seqs_(lockfree_ ? new std::atomic<std::uint64_t>[cap] : nullptr) {
-  for (std::size_t i = 0; lockfree_ && i < cap; ++i)
-    seqs_[i].store(2 * i, std::memory_order_relaxed);
+      lockfree_(uses_ring(cap, ops)),
+      seqs_(lockfree_ ? reinterpret_cast<std::atomic<std::uint64_t>*>(buf + seqs_offset(cap, ops))
+                      : nullptr) {
   recvq_.count = &waiters_;
   sendq_.count = &waiters_;
 }
 
-chan_base::~chan_base() { delete[] seqs_; }
+void chan_base::init_storage() {
+  for (std::size_t i = 0; lockfree_ && i < cap_; ++i) {
+    ::new (static_cast<void*>(&seqs_[i])) std::atomic<std::uint64_t>(2 * i);
+  }
+}
+
+chan_base::~chan_base() = default;  // the sequence numbers are trivially destructible
 
 // ---- the ring ---------------------------------------------------------------
 

@@ -96,8 +96,17 @@ class chan_base {
   std::size_t size() const;
   std::size_t capacity() const { return cap_; }
 
+  // Bytes of the storage block a channel of `cap` elements needs: the slots,
+  // then the ring's sequence numbers if it uses the lock-free ring.
+  static std::size_t storage_bytes(std::size_t cap, const elem_ops* ops) {
+    return seqs_offset(cap, ops) +
+           (uses_ring(cap, ops) ? cap * sizeof(std::atomic<std::uint64_t>) : 0);
+  }
+
  protected:
   ~chan_base();  // the owner destroys buffered elements (drain())
+  // Prepares the storage block (from the derived constructor).
+  void init_storage();
   // Destroys the elements still buffered (from the derived destructor).
   void drain();
   unsigned char* buffer() const { return buf_; }
@@ -133,17 +142,31 @@ class chan_base {
   void after_fast_op();
 
   static constexpr std::uint64_t kClosedBit = std::uint64_t{1} << 63;
+  static bool uses_ring(std::size_t cap, const elem_ops* ops) {
+    return cap > 0 && ops->nothrow_move;
+  }
+  static std::size_t seqs_offset(std::size_t cap, const elem_ops* ops) {
+    constexpr std::size_t a = alignof(std::atomic<std::uint64_t>);
+    return (cap * ops->size + a - 1) / a * a;
+  }
 
   const std::size_t cap_;
   const elem_ops* const ops_;
   unsigned char* const buf_;                // cap_ slots of ops_->size bytes
   const bool lockfree_;                     // buffered and T nothrow-movable: use the ring
-  std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ slot sequence numbers
+  std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ sequence numbers, after the slots
 
-  alignas(64) std::atomic<std::uint64_t> head_{0};  // lockfree_: next position to receive
-  alignas(64) std::atomic<std::uint64_t> tail_{0};  // lockfree_: next position to send
+  // head_, tail_ and the locked part sit on separate cache lines, so a
+  // sender and a receiver on two threads do not invalidate each other's
+  // line on every operation. Padding rather than alignas: an over-aligned
+  // object would need an aligned allocation, which is slow in glibc.
+  char pad0_[64];
+  std::atomic<std::uint64_t> head_{0};  // lockfree_: next position to receive
+  char pad1_[64];
+  std::atomic<std::uint64_t> tail_{0};  // lockfree_: next position to send
+  char pad2_[64];
 
-  alignas(64) mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
+  mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
   // Waiters linked in recvq_ + sendq_ (changed under mu_, read lock-free by
   // the fast paths: while it is non-zero every operation takes the lock, so
   // parked waiters are served in FIFO order as in Go).
