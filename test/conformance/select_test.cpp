@@ -234,3 +234,46 @@ BOOST_DATA_TEST_CASE(os_thread_select, bdata::make(kProcs), procs) {
     t.join();
   });
 }
+
+// The lock-free "would block" check of non-blocking operations must not
+// miss a parked partner. Each loop below retries until the operation
+// succeeds, so a check that wrongly said "would block" hangs the test.
+BOOST_AUTO_TEST_CASE(nonblocking_ops_see_parked_partners) {
+  goro::run({.maxprocs = 2}, [] {
+    // Unbuffered, a sender parked: a non-blocking receive takes its value.
+    auto c = goro::make_chan<int>();
+    goro::go([c] { c.send(7); });
+    std::optional<int> got;
+    while (goro::select(goro::on_recv(c, [&](std::optional<int> v) { got = v; }),
+                        goro::on_default()) == 1) {
+      goro::yield();
+    }
+    BOOST_TEST((got.has_value() && *got == 7));
+    for (std::size_t cap : {0, 1, 3}) {
+      // A receiver parked on an empty channel: try_send hands the value over.
+      auto u = goro::make_chan<int>(cap);
+      goro::wait_group wg;
+      wg.add(1);
+      goro::go([&] {
+        BOOST_TEST(*u.recv() == 5);
+        wg.done();
+      });
+      while (!u.try_send(5)) goro::yield();
+      wg.wait();
+      if (cap == 0) continue;
+      // Full, with a sender parked: try_send fails, receives keep FIFO order.
+      auto f = goro::make_chan<int>(cap);
+      for (std::size_t i = 0; i < cap; ++i) f.send(static_cast<int>(i));
+      goro::wait_group sent;
+      sent.add(1);
+      goro::go([&] {
+        f.send(100);
+        sent.done();
+      });
+      BOOST_TEST(!f.try_send(200));
+      for (std::size_t i = 0; i < cap; ++i) BOOST_TEST(*f.recv() == static_cast<int>(i));
+      BOOST_TEST(*f.recv() == 100);
+      sent.wait();
+    }
+  });
+}

@@ -156,16 +156,6 @@ class chan_base {
   const bool lockfree_;                     // buffered and T nothrow-movable: use the ring
   std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ sequence numbers, after the slots
 
-  // head_, tail_ and the locked part sit on separate cache lines, so a
-  // sender and a receiver on two threads do not invalidate each other's
-  // line on every operation. Padding rather than alignas: an over-aligned
-  // object would need an aligned allocation, which is slow in glibc.
-  char pad0_[64];
-  std::atomic<std::uint64_t> head_{0};  // lockfree_: next position to receive
-  char pad1_[64];
-  std::atomic<std::uint64_t> tail_{0};  // lockfree_: next position to send
-  char pad2_[64];
-
   mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
   // Waiters linked in recvq_ + sendq_ (changed under mu_, read lock-free by
   // the fast paths: while it is non-zero every operation takes the lock, so
@@ -178,6 +168,16 @@ class chan_base {
   std::atomic<bool> closed_flag_{false};  // closed_, readable without the lock
   waitq recvq_;
   waitq sendq_;
+
+  // head_, tail_ and the locked part sit on separate cache lines, so a
+  // sender and a receiver on two threads do not invalidate each other's
+  // line on every operation. Padding rather than alignas: an over-aligned
+  // object would need an aligned allocation, which is slow in glibc.
+  char pad0_[64];
+  std::atomic<std::uint64_t> head_{0};  // lockfree_: next position to receive
+  char pad1_[64];
+  std::atomic<std::uint64_t> tail_{0};  // lockfree_: next position to send
+  char pad2_[64];
 
   friend std::size_t select_impl(select_op*, std::size_t, bool);
   // The non-blocking halves of send/recv, with mu_ held. Return false if the
