@@ -142,6 +142,7 @@ struct worker {
   bool on_idle_list = false;           // guarded by sched::mu
   std::atomic<std::uint32_t> wake{0};  // futex word: 1 = woken (by wakep/stop)
   std::uint64_t rng = 0;               // owner only: xorshift state for stealing
+  std::uint32_t timer_polls = 0;       // owner only: switches, to pace timer checks
   const void* g0_stack_lo = nullptr;   // for ASan's switch annotations
   std::size_t g0_stack_size = 0;
   void* g0_tsan = nullptr;

@@ -121,11 +121,27 @@ timer_impl* new_chan_timer(nanos d, nanos period) {
   return t;
 }
 
-struct sleep_node : timer_node {
-  fiber* f = nullptr;
-};
-
-void fire_sleep(timer_node* n, std::uint64_t, nanos) { ready(static_cast<sleep_node*>(n)->f); }
+// Parks the calling fiber until `when` (steady_clock nanoseconds).
+void sleep_fiber(nanos when) {
+  timer_node n;
+  n.wake = current_fiber();
+  struct arm {
+    timer_node* n;
+    nanos when;
+  } a{&n, when};
+  // Armed only once the fiber is parked, so the fire can never come first.
+  auto cb = [](void* arg) {
+    auto* a = static_cast<struct arm*>(arg);
+    timer_add(a->n, a->when);
+    return true;
+  };
+  try {
+    park(cb, &a, "sleep");
+  } catch (...) {
+    timer_del(&n);  // unwound at exit while still armed
+    throw;
+  }
+}
 
 }  // namespace
 
@@ -159,30 +175,17 @@ void sleep_until(clock::time_point tp) {
   }
   const nanos when = to_nanos(tp.time_since_epoch());
   if (when <= mono_now()) return;
-  sleep_node n;
-  n.f = current_fiber();
-  n.fire = &fire_sleep;
-  struct arm {
-    sleep_node* n;
-    nanos when;
-  } a{&n, when};
-  // Armed only once the fiber is parked, so the fire can never come first.
-  auto cb = [](void* arg) {
-    auto* a = static_cast<struct arm*>(arg);
-    timer_add(a->n, a->when);
-    return true;
-  };
-  try {
-    park(cb, &a, "sleep");
-  } catch (...) {
-    timer_del(&n);  // unwound at exit while still armed
-    throw;
-  }
+  sleep_fiber(when);
 }
 
 void sleep_for(clock::duration d) {
+  using namespace detail;
   if (d <= clock::duration::zero()) return;
-  sleep_until(clock::now() + d);
+  if (current_fiber() == nullptr) {
+    std::this_thread::sleep_for(d);
+    return;
+  }
+  sleep_fiber(deadline_after(mono_now(), to_nanos(d)));
 }
 
 timer::timer(clock::duration d) : impl_(detail::new_chan_timer(detail::to_nanos(d), 0)) {}

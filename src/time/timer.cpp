@@ -125,12 +125,20 @@ std::size_t take_due(processor* p, nanos now, due* out) {
 bool run_timers(processor* p, nanos now) {
   bool any = false;
   due batch[kFireBatch];
+  fiber* sleepers[kFireBatch];
   while (std::size_t k = take_due(p, now, batch)) {
     any = true;
+    std::size_t nsleepers = 0;
     for (std::size_t i = 0; i < k; ++i) {
-      batch[i].n->fire(batch[i].n, batch[i].seq, now);
-      if (batch[i].ref != nullptr) batch[i].ref(batch[i].n, -1);
+      timer_node* n = batch[i].n;
+      if (n->wake != nullptr) {
+        sleepers[nsleepers++] = n->wake;  // n belongs to that fiber's frame
+        continue;
+      }
+      n->fire(n, batch[i].seq, now);
+      if (batch[i].ref != nullptr) batch[i].ref(n, -1);
     }
+    ready_many(sleepers, nsleepers);
     if (k < kFireBatch) break;
   }
   return any;

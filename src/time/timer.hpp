@@ -59,10 +59,15 @@ using timer_fire = void (*)(timer_node* n, std::uint64_t seq, nanos now);
 // it alive until it is deleted or has fired, e.g. a sleeping fiber's frame).
 using timer_ref = void (*)(timer_node* n, int delta);
 
+struct fiber;
+
 struct timer_node {
   nanos when = 0;
   nanos period = 0;  // > 0: re-armed after each fire (a ticker)
   timer_fire fire = nullptr;
+  // Instead of `fire`: the parked fiber to ready (a sleep). The runner readies
+  // a batch of these at once. The node may be gone as soon as it is readied.
+  fiber* wake = nullptr;
   timer_ref ref = nullptr;
   // Bumped by the owner to invalidate fires already taken out of the heap.
   std::atomic<std::uint64_t> seq{0};
