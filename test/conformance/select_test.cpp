@@ -277,3 +277,66 @@ BOOST_AUTO_TEST_CASE(nonblocking_ops_see_parked_partners) {
     }
   });
 }
+
+// Plain operations and selects mixed on the same buffered channels (whose
+// plain operations take the lock-free fast path): every value is received
+// exactly once, whichever side used which form.
+BOOST_DATA_TEST_CASE(plain_and_select_mixed_exactly_once, bdata::make(kProcs), procs) {
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kSenders = 4, kPer = 4000;
+    auto a = goro::make_chan<int>(1), b = goro::make_chan<int>(8);
+    std::vector<std::atomic<int>> seen(kSenders * kPer);
+    goro::wait_group senders, receivers;
+    senders.add(kSenders);
+    for (int s = 0; s < kSenders; ++s) {
+      goro::go([&, s] {
+        for (int i = 0; i < kPer; ++i) {
+          const int v = s * kPer + i;
+          if (s % 2 == 0) {
+            (i % 2 == 0 ? a : b).send(v);
+          } else {
+            goro::select(goro::on_send(a, v), goro::on_send(b, v));
+          }
+        }
+        senders.done();
+      });
+    }
+    auto stop = goro::make_chan<void>();
+    receivers.add(4);
+    for (int r = 0; r < 4; ++r) {
+      goro::go([&, r, stop] {
+        auto take = [&](std::optional<int> v) {
+          if (v) seen[static_cast<std::size_t>(*v)].fetch_add(1);
+        };
+        for (bool open = true; open;) {
+          if (r % 2 == 0) {
+            // Plain receives, non-blocking so the stop channel is seen.
+            if (goro::select(goro::on_recv(a, take), goro::on_default()) == 0) continue;
+            if (goro::select(goro::on_recv(b, take), goro::on_default()) == 0) continue;
+            if (goro::select(goro::on_recv(stop), goro::on_default()) == 0) open = false;
+            goro::yield();
+          } else {
+            goro::select(goro::on_recv(a, take), goro::on_recv(b, take),
+                         goro::on_recv(stop, [&] { open = false; }));
+          }
+        }
+        receivers.done();
+      });
+    }
+    senders.wait();
+    auto all_seen = [&] {
+      for (auto& n : seen) {
+        if (n.load() == 0) return false;
+      }
+      return true;
+    };
+    while (!all_seen()) goro::yield();
+    stop.close();
+    receivers.wait();
+    int bad = 0;
+    for (auto& n : seen) bad += n.load() != 1;
+    BOOST_TEST(bad == 0);
+    BOOST_TEST(a.size() == 0u);
+    BOOST_TEST(b.size() == 0u);
+  });
+}
