@@ -175,14 +175,20 @@ bool chan_base::ring_pop(void* dst) {
 }
 
 bool chan_base::ring_empty() const {
-  return head_.load(std::memory_order_acquire) ==
-         (tail_.load(std::memory_order_acquire) & ~kClosedBit);
+  // head first: tail only grows and never passes below head, so equal values
+  // mean the ring was empty (nothing claimed) at the moment head was read
+  // or later.
+  const std::uint64_t h = head_.load(std::memory_order_acquire);
+  const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
+  return h == t;
 }
 
 bool chan_base::ring_full() const {
-  return (tail_.load(std::memory_order_acquire) & ~kClosedBit) -
-             head_.load(std::memory_order_acquire) >=
-         cap_;
+  // tail first: then head can only have moved on, so a count of cap (or
+  // more) means the ring was full at the moment head was read.
+  const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
+  const std::uint64_t h = head_.load(std::memory_order_acquire);
+  return h <= t && t - h >= cap_;
 }
 
 chan_waiter* chan_base::serve_receiver_locked() {
@@ -210,20 +216,23 @@ chan_waiter* chan_base::serve_sender_locked() {
   return s;
 }
 
-void chan_base::after_fast_op() {
+void chan_base::after_fast_op(bool pushed) {
   full_fence();
   if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  // Serve the other side's parked waiters while the ring has something for
+  // them. ring_empty()/ring_full() can only err towards "there may be
+  // something" (see there), and when an attempt then fails, that waiter is
+  // woken to retry by itself: nobody stays parked while it could proceed.
+  // A "nothing" answer was true at some instant, and any later operation
+  // runs this same check.
   std::vector<chan_waiter*> wake;
   mu_.lock();
-  while (!recvq_.empty() && !ring_empty()) {
-    chan_waiter* w = serve_receiver_locked();
+  for (;;) {
+    if (pushed ? ring_empty() : ring_full()) break;
+    chan_waiter* w = pushed ? serve_receiver_locked() : serve_sender_locked();
     if (w == nullptr) break;
     wake.push_back(w);
-  }
-  while (!sendq_.empty() && !ring_full()) {
-    chan_waiter* w = serve_sender_locked();
-    if (w == nullptr) break;
-    wake.push_back(w);
+    if (w->retry) break;
   }
   mu_.unlock();
   for (chan_waiter* w : wake) w->pk->unpark();
@@ -324,7 +333,7 @@ bool chan_base::send(void* src, bool block) {
   if (lockfree_ && waiters_.load(std::memory_order_acquire) == 0) {
     switch (ring_push(src)) {
       case push_result::pushed:
-        after_fast_op();
+        after_fast_op(/*pushed=*/true);
         return true;
       case push_result::closed:
         throw_closed_send();
@@ -381,7 +390,7 @@ bool chan_base::send(void* src, bool block) {
 
 int chan_base::recv(void* dst, bool block) {
   if (lockfree_ && waiters_.load(std::memory_order_acquire) == 0 && ring_pop(dst)) {
-    after_fast_op();
+    after_fast_op(/*pushed=*/false);
     return 1;
   }
   // Would block (Go's lock-free check): nothing buffered and no sender

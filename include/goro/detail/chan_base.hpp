@@ -126,8 +126,8 @@ class chan_base {
   enum class push_result { pushed, full, closed };
   push_result ring_push(void* src);
   bool ring_pop(void* dst);  // dst null: destroy the element
-  bool ring_empty() const;   // no slot claimed and unconsumed
-  bool ring_full() const;
+  bool ring_empty() const;   // no slot claimed and unconsumed (true at some instant)
+  bool ring_full() const;    // every slot claimed (true at some instant)
 
   // With mu_ held, after this thread put a value in the ring: a parked
   // receiver (if any) gets the ring's head, or is told to retry. Returns the
@@ -137,9 +137,10 @@ class chan_base {
   // sender's value moves into the ring (Go's hand-over), or it is told to
   // retry. Returns the waiter to unpark, or null.
   chan_waiter* serve_sender_locked();
-  // After a lock-free send or receive: if anyone is parked, serve them
-  // (Dekker with the waiter's push-then-recheck; see chan.cpp).
-  void after_fast_op();
+  // After a lock-free send (`pushed`) or receive: if anyone is parked on
+  // the other side, serve them (Dekker with the waiter's push-then-recheck;
+  // see chan.cpp).
+  void after_fast_op(bool pushed);
 
   static constexpr std::uint64_t kClosedBit = std::uint64_t{1} << 63;
   static bool uses_ring(std::size_t cap, const elem_ops* ops) {
