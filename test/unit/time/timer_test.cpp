@@ -347,7 +347,13 @@ BOOST_AUTO_TEST_CASE(sleeping_runtime_uses_no_cpu) {
     wg.wait();
     const double used = cpu_seconds() - c0;
     BOOST_TEST_MESSAGE("CPU while sleeping ~280 ms: " << used * 1000 << " ms");
-    BOOST_TEST(used < 0.1);  // polling would burn ~0.28 s per worker
+    // Polling would burn ~0.28 s per worker (4 here). Measured: ~1 ms
+    // (plain), ~4 ms (ASan); TSan's own background thread adds up to ~0.1 s.
+#if defined(__SANITIZE_THREAD__)
+    BOOST_TEST(used < 0.25);
+#else
+    BOOST_TEST(used < 0.05);
+#endif
   });
 }
 
