@@ -7,13 +7,27 @@
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "goro/runtime.hpp"
+
 namespace goro_test {
+
+inline goro::options procs(int n) {
+  goro::options o;
+  o.maxprocs = n;
+  return o;
+}
+
+// Milliseconds elapsed since `t0`.
+inline double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Tests are parameterized over these worker counts (as marl's are).
 inline const std::vector<int> kProcs = {1, 2, 4, 8};

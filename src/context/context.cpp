@@ -86,14 +86,12 @@ void cancel(const std::shared_ptr<cancel_state>& st, const absl::Status& err,
 
 // A new cancellable node under `parent`, linked into the parent's nearest
 // cancellable state (or cancelled at once if that has ended).
-std::shared_ptr<ctx_node> new_cancel_node(const context& parent,
-                                          const std::shared_ptr<const ctx_node>& pn) {
+std::shared_ptr<ctx_node> new_cancel_node(const std::shared_ptr<const ctx_node>& pn) {
   auto st = std::make_shared<cancel_state>();
   auto n = std::make_shared<ctx_node>();
   n->parent = pn;
   n->cancel = st;
   if (pn != nullptr) n->deadline = pn->deadline;
-  (void)parent;
   std::shared_ptr<cancel_state> up = pn != nullptr ? pn->cancel : nullptr;
   if (up != nullptr) {
     st->parent = up;
@@ -164,13 +162,13 @@ const void* context::find_value(const void* key) const {
 }
 
 std::pair<context, cancel_func> with_cancel(const context& parent) {
-  auto n = detail::new_cancel_node(parent, context_access::node(parent));
+  auto n = detail::new_cancel_node(context_access::node(parent));
   std::shared_ptr<detail::cancel_state> st = n->cancel;
   return {context_access::make(std::move(n)), detail::make_cancel(std::move(st))};
 }
 
 std::pair<context, cancel_cause_func> with_cancel_cause(const context& parent) {
-  auto n = detail::new_cancel_node(parent, context_access::node(parent));
+  auto n = detail::new_cancel_node(context_access::node(parent));
   std::shared_ptr<detail::cancel_state> st = n->cancel;
   cancel_cause_func f = [st](absl::Status cause) {
     absl::Status err = detail::canceled_error();
@@ -187,7 +185,7 @@ std::pair<context, cancel_func> with_deadline(const context& parent, clock::time
   if (pn != nullptr && pn->deadline && *pn->deadline <= when) {
     return with_cancel(parent);  // the parent's deadline comes first (as Go)
   }
-  auto n = new_cancel_node(parent, pn);
+  auto n = new_cancel_node(pn);
   n->deadline = when;
   std::shared_ptr<cancel_state> st = n->cancel;
   if (when <= mono_now()) {

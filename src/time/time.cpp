@@ -104,22 +104,27 @@ void arm_locked(timer_impl* t, nanos d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu) {
   timer_add(t, deadline_after(mono_now(), d));
 }
 
-// A timer (period 0) or ticker sending on a channel of capacity 1.
-timer_impl* new_chan_timer(nanos d, nanos period) {
+// A new timer armed for `when`, with `fire` and, for a channel timer or a
+// ticker (`period`), its channel of capacity 1, or the function to run.
+// Armed after everything is in place: it may fire at once.
+timer_impl* new_timer(nanos when, timer_fire fire, nanos period, absl::AnyInvocable<void()> fn) {
   auto* t = new timer_impl;
   t->ref = &ref_impl;
+  t->fire = fire;
   t->period = period;
-  t->ch = make_chan<clock::time_point>(1);
-  t->fire = &fire_chan;
+  if (fire == &fire_chan) t->ch = make_chan<clock::time_point>(1);
+  t->func = std::move(fn);
   try {
     std::lock_guard lk(t->mu);
-    arm_locked(t, d);
+    timer_add(t, when);
   } catch (...) {
     delete t;
     throw;
   }
   return t;
 }
+
+nanos from_now(clock::duration d) { return deadline_after(mono_now(), to_nanos(d)); }
 
 // Parks the calling fiber until `when` (steady_clock nanoseconds).
 void sleep_fiber(nanos when) {
@@ -148,19 +153,9 @@ void sleep_fiber(nanos when) {
 void timer_addref(timer_impl* t) noexcept { ref_impl(t, +1); }
 
 timer make_call_timer(nanos when, absl::AnyInvocable<void()> fn) {
-  auto* t = new timer_impl;
-  t->ref = &ref_impl;
-  t->fire = &fire_call;
-  t->func = std::move(fn);
-  try {
-    std::lock_guard lk(t->mu);
-    timer_add(t, when);
-  } catch (...) {
-    delete t;
-    throw;
-  }
-  return timer(t);
+  return timer(new_timer(when, &fire_call, 0, std::move(fn)));
 }
+
 void timer_release(timer_impl* t) noexcept { ref_impl(t, -1); }
 
 }  // namespace goro::detail
@@ -188,7 +183,8 @@ void sleep_for(clock::duration d) {
   sleep_fiber(deadline_after(mono_now(), to_nanos(d)));
 }
 
-timer::timer(clock::duration d) : impl_(detail::new_chan_timer(detail::to_nanos(d), 0)) {}
+timer::timer(clock::duration d)
+    : impl_(detail::new_timer(detail::from_now(d), &detail::fire_chan, 0, {})) {}
 
 chan<clock::time_point> timer::c() const {
   return impl_ != nullptr ? impl_->ch : chan<clock::time_point>{};
@@ -210,19 +206,7 @@ bool timer::reset(clock::duration d) const {
 
 timer after_func(clock::duration d, absl::AnyInvocable<void()> f) {
   if (!f) throw std::invalid_argument("goro::after_func: empty function");
-  // Armed after the function is in place: it may fire at once.
-  auto* t = new detail::timer_impl;
-  t->ref = &detail::ref_impl;
-  t->fire = &detail::fire_func;
-  t->func = std::move(f);
-  try {
-    std::lock_guard lk(t->mu);
-    detail::arm_locked(t, detail::to_nanos(d));
-  } catch (...) {
-    delete t;
-    throw;
-  }
-  return timer(t);
+  return timer(detail::new_timer(detail::from_now(d), &detail::fire_func, 0, std::move(f)));
 }
 
 chan<clock::time_point> after(clock::duration d) { return timer(d).c(); }
@@ -231,8 +215,7 @@ ticker::ticker(clock::duration d) {
   if (d <= clock::duration::zero()) {
     throw std::invalid_argument("goro::ticker: non-positive interval");
   }
-  const detail::nanos p = detail::to_nanos(d);
-  t_ = timer(detail::new_chan_timer(p, p));
+  t_ = timer(detail::new_timer(detail::from_now(d), &detail::fire_chan, detail::to_nanos(d), {}));
 }
 
 void ticker::reset(clock::duration d) const {

@@ -135,36 +135,45 @@ BOOST_DATA_TEST_CASE(blocked_receivers_served_fifo, bdata::make(std::vector<int>
   });
 }
 
+namespace chan_test {
+// 4 senders x 4 receivers on a channel of `cap` elements of T (made from an
+// int by `make`, read back by `value`); every value is seen exactly once.
+template <class T, class Make, class Value>
+void check_exact_multiset(std::size_t cap, Make make, Value value) {
+  auto c = goro::make_chan<T>(cap);
+  BOOST_TEST(c.capacity() == cap);
+  constexpr int kPer = 2000;
+  std::vector<std::atomic<int>> seen(4 * kPer);
+  goro::wait_group senders, receivers;
+  senders.add(4);
+  receivers.add(4);
+  for (int s = 0; s < 4; ++s) {
+    goro::go([&, s] {
+      for (int i = 0; i < kPer; ++i) c.send(make(s * kPer + i));
+      senders.done();
+    });
+  }
+  for (int r = 0; r < 4; ++r) {
+    goro::go([&] {
+      for (auto& v : c) seen[static_cast<std::size_t>(value(v))].fetch_add(1);
+      receivers.done();
+    });
+  }
+  senders.wait();
+  BOOST_TEST(c.size() <= cap);
+  c.close();
+  receivers.wait();
+  int bad = 0;
+  for (auto& n : seen) bad += n.load() != 1;
+  BOOST_TEST(bad == 0, "cap " << cap);
+}
+}  // namespace chan_test
+
 BOOST_DATA_TEST_CASE(capacities_exact_multiset, bdata::make(kProcs), procs) {
-  // 4 senders x 4 receivers per capacity; every value seen exactly once.
   goro::run({.maxprocs = procs}, [] {
     for (std::size_t cap : {0, 1, 2, 5, 10, 50}) {
-      auto c = goro::make_chan<int>(cap);
-      BOOST_TEST(c.capacity() == cap);
-      constexpr int kPer = 2000;
-      std::vector<std::atomic<int>> seen(4 * kPer);
-      goro::wait_group senders, receivers;
-      senders.add(4);
-      receivers.add(4);
-      for (int s = 0; s < 4; ++s) {
-        goro::go([&, s] {
-          for (int i = 0; i < kPer; ++i) c.send(s * kPer + i);
-          senders.done();
-        });
-      }
-      for (int r = 0; r < 4; ++r) {
-        goro::go([&] {
-          for (auto& v : c) seen[static_cast<std::size_t>(v)].fetch_add(1);
-          receivers.done();
-        });
-      }
-      senders.wait();
-      BOOST_TEST(c.size() <= cap);
-      c.close();
-      receivers.wait();
-      int bad = 0;
-      for (auto& n : seen) bad += n.load() != 1;
-      BOOST_TEST(bad == 0, "cap " << cap);
+      chan_test::check_exact_multiset<int>(
+          cap, [](int v) { return v; }, [](int v) { return v; });
     }
   });
 }
@@ -311,30 +320,8 @@ using chan_test::throwing_move;
 BOOST_DATA_TEST_CASE(locked_ring_exact_multiset, bdata::make(kProcs), procs) {
   goro::run({.maxprocs = procs}, [] {
     for (std::size_t cap : {1, 3, 16}) {
-      auto c = goro::make_chan<throwing_move>(cap);
-      constexpr int kPer = 2000;
-      std::vector<std::atomic<int>> seen(4 * kPer);
-      goro::wait_group senders, receivers;
-      senders.add(4);
-      receivers.add(4);
-      for (int s = 0; s < 4; ++s) {
-        goro::go([&, s] {
-          for (int i = 0; i < kPer; ++i) c.send(throwing_move(s * kPer + i));
-          senders.done();
-        });
-      }
-      for (int r = 0; r < 4; ++r) {
-        goro::go([&] {
-          for (auto& v : c) seen[static_cast<std::size_t>(v.v)].fetch_add(1);
-          receivers.done();
-        });
-      }
-      senders.wait();
-      c.close();
-      receivers.wait();
-      int bad = 0;
-      for (auto& n : seen) bad += n.load() != 1;
-      BOOST_TEST(bad == 0, "cap " << cap);
+      chan_test::check_exact_multiset<throwing_move>(
+          cap, [](int v) { return throwing_move(v); }, [](const throwing_move& v) { return v.v; });
     }
   });
 }

@@ -15,23 +15,15 @@
 
 namespace bdata = boost::unit_test::data;
 using goro_test::kProcs;
+using goro_test::ms_since;
+using goro_test::procs;
 using namespace std::chrono_literals;
 using sclock = goro::clock;
 
 namespace {
 
-goro::options procs(int n) {
-  goro::options o;
-  o.maxprocs = n;
-  return o;
-}
-
 bool is_closed(const goro::chan<void>& c) {
   return goro::select(goro::on_recv(c), goro::on_default()) == 0;
-}
-
-double ms_since(sclock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(sclock::now() - t0).count();
 }
 
 const goro::context_key<int> kInt;

@@ -17,20 +17,12 @@
 
 namespace bdata = boost::unit_test::data;
 using goro_test::kProcs;
+using goro_test::ms_since;
+using goro_test::procs;
 using namespace std::chrono_literals;
 using sclock = goro::clock;
 
 namespace {
-
-goro::options procs(int n) {
-  goro::options o;
-  o.maxprocs = n;
-  return o;
-}
-
-double ms_since(sclock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(sclock::now() - t0).count();
-}
 
 double cpu_seconds() {
   rusage ru{};
