@@ -105,6 +105,13 @@ void stack_pool::take(std::vector<stack>& out, std::size_t n) {
       warm_.pop_back();
     }
     first_cold = out.size();
+    // Hand warm stacks out in the same (descending) address order as fresh
+    // slabs: fibers spawned together then sit on neighbouring stacks, and
+    // waking them in spawn order (a closed done channel) walks the page
+    // tables sequentially instead of at random.
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(before),
+              out.begin() + static_cast<std::ptrdiff_t>(first_cold),
+              [](const stack& a, const stack& b) { return a.lo < b.lo; });
     for (; n > 0; --n) {
       if (cold_.empty()) {
         if (guarded_count_ < guarded_budget_) {
