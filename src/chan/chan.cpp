@@ -238,6 +238,11 @@ void chan_base::after_fast_op(bool pushed) {
   for (chan_waiter* w : wake) w->pk->unpark();
 }
 
+void chan_base::unlock_and_wake(chan_waiter* wake) {
+  mu_.unlock();
+  if (wake != nullptr) wake->pk->unpark();  // after the unlock: never under the lock
+}
+
 // ---- the locked halves (also select's poll) ---------------------------------
 
 bool chan_base::try_send_locked(void* src, chan_waiter** wake) {
@@ -361,8 +366,7 @@ bool chan_base::send(void* src, bool block) {
       throw;
     }
     if (done || !block) {
-      mu_.unlock();
-      if (wake != nullptr) wake->pk->unpark();
+      unlock_and_wake(wake);
       return done;
     }
     parker pk;
@@ -376,8 +380,7 @@ bool chan_base::send(void* src, bool block) {
       if (ring_push(src) == push_result::pushed) {
         sendq_.remove(&w);
         wake = serve_receiver_locked();
-        mu_.unlock();
-        if (wake != nullptr) wake->pk->unpark();
+        unlock_and_wake(wake);
         return true;
       }
     }
@@ -406,8 +409,7 @@ int chan_base::recv(void* dst, bool block) {
     bool ok = false;
     mu_.lock();
     if (try_recv_locked(dst, &ok, &wake)) {
-      mu_.unlock();
-      if (wake != nullptr) wake->pk->unpark();
+      unlock_and_wake(wake);
       return ok ? 1 : 0;
     }
     if (!block) {
@@ -424,8 +426,7 @@ int chan_base::recv(void* dst, bool block) {
       if (ring_pop(dst)) {
         recvq_.remove(&w);
         wake = serve_sender_locked();
-        mu_.unlock();
-        if (wake != nullptr) wake->pk->unpark();
+        unlock_and_wake(wake);
         return 1;
       }
     }

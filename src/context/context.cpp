@@ -132,21 +132,20 @@ chan<void> context::done() const {
   return n_ != nullptr && n_->cancel != nullptr ? n_->cancel->done : chan<void>{};
 }
 
-absl::Status context::err() const {
-  if (n_ == nullptr || n_->cancel == nullptr) return absl::OkStatus();
-  detail::cancel_state* st = n_->cancel.get();
+namespace {
+// OK while live; then the status `field` of the nearest cancellable state.
+absl::Status ended_status(const detail::ctx_node* n, absl::Status detail::cancel_state::*field) {
+  if (n == nullptr || n->cancel == nullptr) return absl::OkStatus();
+  detail::cancel_state* st = n->cancel.get();
   if (!st->cancelled.load(std::memory_order_acquire)) return absl::OkStatus();
   std::lock_guard lk(st->mu);
-  return st->err;
+  return st->*field;
 }
+}  // namespace
 
-absl::Status context::cause() const {
-  if (n_ == nullptr || n_->cancel == nullptr) return absl::OkStatus();
-  detail::cancel_state* st = n_->cancel.get();
-  if (!st->cancelled.load(std::memory_order_acquire)) return absl::OkStatus();
-  std::lock_guard lk(st->mu);
-  return st->cause;
-}
+absl::Status context::err() const { return ended_status(n_.get(), &detail::cancel_state::err); }
+
+absl::Status context::cause() const { return ended_status(n_.get(), &detail::cancel_state::cause); }
 
 std::optional<clock::time_point> context::deadline() const {
   if (n_ == nullptr || !n_->deadline) return std::nullopt;

@@ -141,6 +141,9 @@ class chan_base {
   // the other side, serve them (Dekker with the waiter's push-then-recheck;
   // see chan.cpp).
   void after_fast_op(bool pushed);
+  // Releases mu_, then unparks `wake` if any (the end of every operation
+  // that served a parked waiter).
+  void unlock_and_wake(chan_waiter* wake);
 
   static constexpr std::uint64_t kClosedBit = std::uint64_t{1} << 63;
   static bool uses_ring(std::size_t cap, const elem_ops* ops) {
