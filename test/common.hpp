@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "goro/runtime.hpp"
+#include "goro/time.hpp"
 
 namespace goro_test {
 
@@ -27,6 +28,35 @@ inline goro::options procs(int n) {
 // Milliseconds elapsed since `t0`.
 inline double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Sanitizer builds run 5-20x slower: tests scale their loops by these.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+inline constexpr int kSlow = 8;
+#elif defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+inline constexpr int kSlow = 4;
+#else
+inline constexpr bool kSanitized = false;
+inline constexpr int kSlow = 1;
+#endif
+
+// Polls `pred` (yielding, then sleeping 100 us at a time) until it holds or
+// `limit` passes; returns its last value. Works on a fiber and on a plain
+// thread (which yields and sleeps the thread).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; !pred(); ++i) {
+    if (std::chrono::steady_clock::now() - t0 > limit) return pred();
+    if (i < 200) {
+      goro::yield();
+    } else {
+      goro::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  return true;
 }
 
 // Tests are parameterized over these worker counts (as marl's are).

@@ -4,7 +4,8 @@
 //   goro/chan.hpp         chan<T>, make_chan<T>(n), channel_closed
 //   goro/select.hpp       select(on_recv, on_send, on_default), select_case
 //   goro/fiber_local.hpp  fiber_local<T>: per-fiber variables
-//   goro/sync.hpp         wait_group (more primitives to come)
+//   goro/sync.hpp         mutex, shared_mutex, condition_variable, wait_group,
+//                         once, semaphore, group
 //   goro/dump.hpp         dump(): every fiber and what it waits on
 #pragma once
 

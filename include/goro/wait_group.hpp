@@ -8,9 +8,9 @@
 //   wg.wait();
 //
 // add(n) adds n (may be negative) to the counter; done() is add(-1); wait()
-// blocks until the counter is zero. A waiting fiber parks (its worker runs
-// other fibers); a waiting plain OS thread blocks. Works with or without a
-// runtime running (between plain threads).
+// blocks until the counter is zero; wait(ctx) also returns when ctx ends. A waiting fiber parks
+// (its worker runs other fibers); a waiting plain OS thread blocks. Works with or without a runtime
+// running (between plain threads).
 //
 // Misuse: a counter going negative throws std::logic_error (Go panics). As in
 // Go, calls to add with a positive delta that start when the counter is zero
@@ -25,7 +25,11 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/status/status.h"
+
 namespace goro {
+
+class context;
 
 class wait_group {
  public:
@@ -36,8 +40,13 @@ class wait_group {
   void add(std::int64_t delta);
   void done() { add(-1); }
   void wait();
+  // Waits unless `ctx` ends first: OK, or ctx.err() (an already-ended
+  // context returns its error at once).
+  absl::Status wait(const context& ctx);
 
  private:
+  bool wait_impl(const context* ctx);  // false: ctx ended first
+
   // High 32 bits: the counter (signed); low 32 bits: waiters registered.
   std::atomic<std::uint64_t> state_{0};
 };

@@ -15,9 +15,11 @@
 // chain cannot overflow a fiber stack) and never holding two state locks, so
 // a parent and a child cancelled at the same time cannot deadlock.
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "context/hook.hpp"
 #include "goro/context.hpp"
 #include "goro/detail/spinlock.hpp"
 #include "time/timer.hpp"
@@ -32,6 +34,7 @@ struct cancel_state {
   absl::flat_hash_map<cancel_state*, std::shared_ptr<cancel_state>> children ABSL_GUARDED_BY(mu);
   std::weak_ptr<cancel_state> parent;  // set once, before the state is shared
   timer deadline_timer ABSL_GUARDED_BY(mu);
+  ctx_hook* hooks ABSL_GUARDED_BY(mu) = nullptr;  // see context/hook.hpp
   const chan<void> done = make_chan<void>();
 
   ~cancel_state() {
@@ -63,6 +66,7 @@ void cancel(const std::shared_ptr<cancel_state>& st, const absl::Status& err,
     work.pop_back();
     absl::flat_hash_map<cancel_state*, std::shared_ptr<cancel_state>> children;
     timer t;
+    ctx_hook* hooks = nullptr;
     {
       std::lock_guard lk(c->mu);
       if (c->cancelled.load(std::memory_order_relaxed)) continue;
@@ -71,8 +75,17 @@ void cancel(const std::shared_ptr<cancel_state>& st, const absl::Status& err,
       c->cancelled.store(true, std::memory_order_release);
       children.swap(c->children);
       t = std::move(c->deadline_timer);
+      hooks = c->hooks;
+      c->hooks = nullptr;
+      for (ctx_hook* h = hooks; h != nullptr; h = h->next) h->linked = false;
     }
     c->done.close();  // after err is set: whoever sees done closed sees err
+    while (hooks != nullptr) {
+      ctx_hook* next = hooks->next;  // before `ran`: the hook may vanish after it
+      hooks->fn(hooks);
+      hooks->ran.store(true, std::memory_order_release);
+      hooks = next;
+    }
     t.stop();
     for (auto& [raw, child] : children) work.push_back(std::move(child));
   }
@@ -127,6 +140,53 @@ struct context_access {
   static const std::shared_ptr<const detail::ctx_node>& node(const context& c) { return c.n_; }
   static context make(std::shared_ptr<const detail::ctx_node> n) { return context(std::move(n)); }
 };
+
+namespace detail {
+
+hook_result hook_register(const context& ctx, ctx_hook* h) {
+  const std::shared_ptr<const ctx_node>& n = goro::context_access::node(ctx);
+  if (n == nullptr || n->cancel == nullptr) return hook_result::never;
+  cancel_state* st = n->cancel.get();
+  std::lock_guard lk(st->mu);
+  if (st->cancelled.load(std::memory_order_relaxed)) return hook_result::ended;
+  h->st = n->cancel;
+  h->prev = nullptr;
+  h->next = st->hooks;
+  if (st->hooks != nullptr) st->hooks->prev = h;
+  st->hooks = h;
+  h->linked = true;
+  return hook_result::registered;
+}
+
+void hook_unregister(ctx_hook* h) {
+  cancel_state* st = h->st.get();
+  bool taken = false;
+  {
+    std::lock_guard lk(st->mu);
+    if (h->linked) {
+      if (h->prev != nullptr) {
+        h->prev->next = h->next;
+      } else {
+        st->hooks = h->next;
+      }
+      if (h->next != nullptr) h->next->prev = h->prev;
+      h->linked = false;
+    } else {
+      taken = true;
+    }
+  }
+  // Taken by a cancellation: its fn is short (a queue removal and a wake).
+  for (int spins = 0; taken && !h->ran.load(std::memory_order_acquire); ++spins) {
+    if (spins < 1000) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  h->st.reset();
+}
+
+}  // namespace detail
 
 chan<void> context::done() const {
   return n_ != nullptr && n_->cancel != nullptr ? n_->cancel->done : chan<void>{};

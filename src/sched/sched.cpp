@@ -388,8 +388,20 @@ fiber* find_runnable(worker* w) {
       lk.unlock();
       continue;  // the loop's top runs the timers that are due
     }
-    while (w->wake.load(std::memory_order_acquire) == 0) futex_wait(&w->wake, 0);
-    // Woken by wakep (which made us spinning) or by stop_workers.
+    // Woken by wakep (which took us off the idle list and made us spinning)
+    // or by stop_workers. A token can be stale: a wakep that took us off the
+    // list earlier (we then left through the any_work path without waiting)
+    // may store it only after we went idle again. Only being off the list
+    // counts; checking it under the lock also orders wakep's writes to
+    // `spinning` before our reads.
+    for (;;) {
+      while (w->wake.load(std::memory_order_acquire) == 0) futex_wait(&w->wake, 0);
+      lk.lock();
+      const bool stale = w->on_idle_list;
+      if (stale) w->wake.store(0, std::memory_order_relaxed);
+      lk.unlock();
+      if (!stale) break;
+    }
   }
 }
 

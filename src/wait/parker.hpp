@@ -19,13 +19,16 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "sched/futex.hpp"
 #include "sched/sched.hpp"
+#include "time/timer.hpp"
 
 namespace goro::detail {
 
+// Single use: one park() (or park_thread_until()) matched by one unpark().
 class parker {
  public:
   parker() : f_(current_fiber()) {}
@@ -50,6 +53,26 @@ class parker {
       return;
     }
     unlock();
+    while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
+  }
+
+  // An OS thread's park with a deadline (steady_clock nanoseconds): runs
+  // `unlock`, then sleeps until unpark() (true) or the deadline (false). After
+  // false the caller must still make sure nobody unparks it later: take its
+  // record out under the primitive's lock, or, if a waker already did, call
+  // wait_unparked().
+  template <class Unlock>
+  bool park_thread_until(Unlock& unlock, std::int64_t deadline) {
+    unlock();
+    for (;;) {
+      if (word_.load(std::memory_order_acquire) != 0) return true;
+      const std::int64_t left = deadline - mono_now();
+      if (left <= 0) return false;
+      futex_wait_for(&word_, 0, std::chrono::nanoseconds(left));
+    }
+  }
+  // An OS thread whose record a waker has taken: waits for that unpark().
+  void wait_unparked() {
     while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
   }
 

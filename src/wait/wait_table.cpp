@@ -4,6 +4,8 @@
 #include <cstdint>
 
 #include "goro/detail/spinlock.hpp"
+#include "goro/detail/wait_list.hpp"
+#include "wait/wake_sources.hpp"
 
 namespace goro::detail {
 namespace {
@@ -14,8 +16,10 @@ constexpr std::size_t kBuckets = 256;
 
 struct alignas(64) bucket {
   spinlock mu;
-  table_waiter* head ABSL_GUARDED_BY(mu) = nullptr;
-  table_waiter* tail ABSL_GUARDED_BY(mu) = nullptr;
+  // Semaphore waiters queued here (any key): lets sema_release skip the lock
+  // when nobody waits (Dekker with sema_acquire, both seq_cst).
+  std::atomic<std::uint32_t> nwait{0};
+  wait_list<table_waiter> q ABSL_GUARDED_BY(mu);
 };
 
 bucket g_buckets[kBuckets];
@@ -27,75 +31,168 @@ bucket& bucket_for(const void* key) {
   return g_buckets[(k >> 32) % kBuckets];
 }
 
-void unlink(bucket& b, table_waiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b.mu) {
-  if (w->prev != nullptr) {
-    w->prev->next = w->next;
-  } else {
-    b.head = w->next;
+table_waiter* first_of(bucket& b, const void* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b.mu) {
+  for (table_waiter* w = b.q.head; w != nullptr; w = w->next) {
+    if (w->key == key) return w;
   }
-  if (w->next != nullptr) {
-    w->next->prev = w->prev;
-  } else {
-    b.tail = w->prev;
+  return nullptr;
+}
+
+bool try_take(std::atomic<std::uint32_t>* addr) {
+  std::uint32_t v = addr->load(std::memory_order_seq_cst);
+  while (v != 0) {
+    if (addr->compare_exchange_weak(v, v - 1, std::memory_order_seq_cst)) return true;
   }
-  w->prev = w->next = nullptr;
-  w->linked = false;
+  return false;
 }
 
 }  // namespace
 
-void wait_on_impl(const void* key, absl::FunctionRef<bool()> should_wait, const char* reason) {
+bool wait_on_impl(const void* key, absl::FunctionRef<bool()> should_wait, const char* reason,
+                  const context* ctx, absl::FunctionRef<void()> on_leave) {
   bucket& b = bucket_for(key);
   table_waiter w;
   w.key = key;
   b.mu.lock();
   if (!should_wait()) {
     b.mu.unlock();
-    return;
+    return true;
   }
-  w.prev = b.tail;
-  if (b.tail != nullptr) {
-    b.tail->next = &w;
-  } else {
-    b.head = &w;
-  }
-  b.tail = &w;
-  w.linked = true;
+  b.q.push_back(&w);
   auto unlock = [&b]() ABSL_NO_THREAD_SAFETY_ANALYSIS { b.mu.unlock(); };
+  auto remove = [&b, &w, &on_leave] {
+    std::lock_guard lk(b.mu);
+    if (!w.linked) return false;
+    b.q.remove(&w);
+    on_leave();
+    return true;
+  };
   try {
-    w.pk.park(unlock, reason);
+    if (ctx == nullptr) {
+      w.pk.park(unlock, reason);
+      return true;
+    }
+    return park_until(w.pk, unlock, reason, kNoTimer, ctx, remove) != woke_by::context;
   } catch (...) {
     // Unwound at shutdown while queued: leave no dangling record behind.
-    b.mu.lock();
-    if (w.linked) unlink(b, &w);
-    b.mu.unlock();
+    remove();
     throw;
   }
 }
 
-std::size_t wake(const void* key, std::size_t n) {
-  bucket& b = bucket_for(key);
-  table_waiter* woken = nullptr;  // singly linked through `next`, FIFO order
+namespace {
+
+// Unlinks up to `n` waiters of `key` (lock held), chained through `next`.
+table_waiter* take(bucket& b, const void* key, std::size_t n, std::size_t* count)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(b.mu) {
+  table_waiter* woken = nullptr;  // FIFO order
   table_waiter** tail = &woken;
-  std::size_t count = 0;
-  b.mu.lock();
-  for (table_waiter* w = b.head; w != nullptr && count < n;) {
+  *count = 0;
+  for (table_waiter* w = b.q.head; w != nullptr && *count < n;) {
     table_waiter* nx = w->next;
     if (w->key == key) {
-      unlink(b, w);
+      b.q.remove(w);
       *tail = w;
       tail = &w->next;
-      ++count;
+      ++*count;
     }
     w = nx;
   }
-  b.mu.unlock();
-  while (woken != nullptr) {
-    table_waiter* nx = woken->next;  // read before unpark: the record may vanish
-    woken->pk.unpark();
-    woken = nx;
+  return woken;
+}
+
+void unpark_all(table_waiter* w) {
+  while (w != nullptr) {
+    table_waiter* nx = w->next;  // read before unpark: the record may vanish
+    w->pk.unpark();
+    w = nx;
   }
+}
+
+}  // namespace
+
+std::size_t wake(const void* key, std::size_t n) {
+  bucket& b = bucket_for(key);
+  std::size_t count = 0;
+  b.mu.lock();
+  table_waiter* woken = take(b, key, n, &count);
+  b.mu.unlock();
+  unpark_all(woken);
   return count;
+}
+
+std::size_t wake_claimed(const void* key, absl::FunctionRef<std::size_t()> claim) {
+  bucket& b = bucket_for(key);
+  std::size_t count = 0;
+  b.mu.lock();
+  table_waiter* woken = take(b, key, claim(), &count);
+  b.mu.unlock();
+  unpark_all(woken);
+  return count;
+}
+
+void sema_acquire(std::atomic<std::uint32_t>* addr, bool lifo, const char* reason,
+                  bool* unwound_queued) {
+  if (try_take(addr)) return;
+  bucket& b = bucket_for(addr);
+  for (;;) {
+    // A fresh record each round: a thread's parker is single-use.
+    table_waiter w;
+    w.key = addr;
+    b.mu.lock();
+    b.nwait.fetch_add(1, std::memory_order_seq_cst);
+    if (try_take(addr)) {
+      b.nwait.fetch_sub(1, std::memory_order_relaxed);
+      b.mu.unlock();
+      return;
+    }
+    if (lifo) {
+      b.q.push_front(&w);
+    } else {
+      b.q.push_back(&w);
+    }
+    auto unlock = [&b]() ABSL_NO_THREAD_SAFETY_ANALYSIS { b.mu.unlock(); };
+    try {
+      w.pk.park(unlock, reason);
+    } catch (...) {
+      b.mu.lock();
+      const bool queued = w.linked;
+      if (queued) {
+        b.q.remove(&w);
+        b.nwait.fetch_sub(1, std::memory_order_relaxed);
+      }
+      b.mu.unlock();
+      if (unwound_queued != nullptr) *unwound_queued = queued;
+      throw;
+    }
+    // The releaser dequeued us (and counted us out of nwait).
+    if (w.ticket || try_take(addr)) return;
+    lifo = true;  // woken but beaten to the token: keep our place at the front
+  }
+}
+
+bool sema_release(std::atomic<std::uint32_t>* addr, bool handoff) {
+  addr->fetch_add(1, std::memory_order_seq_cst);
+  bucket& b = bucket_for(addr);
+  if (b.nwait.load(std::memory_order_seq_cst) == 0) return false;
+  b.mu.lock();
+  if (b.nwait.load(std::memory_order_relaxed) == 0) {
+    b.mu.unlock();
+    return false;
+  }
+  table_waiter* w = first_of(b, addr);
+  if (w == nullptr) {
+    b.mu.unlock();
+    return false;
+  }
+  b.q.remove(w);
+  b.nwait.fetch_sub(1, std::memory_order_relaxed);
+  const bool ticket = handoff && try_take(addr);
+  w->ticket = ticket;
+  const bool fiber_waiter = w->pk.on_fiber();
+  b.mu.unlock();
+  w->pk.unpark();
+  return ticket && fiber_waiter;
 }
 
 }  // namespace goro::detail

@@ -14,15 +14,18 @@ struct table_waiter {
   table_waiter* prev = nullptr;
   table_waiter* next = nullptr;
   bool linked = false;  // guarded by the bucket lock
+  bool ticket = false;  // sema: the releaser took the token for us (handoff)
 };
 
-// Non-template core: links `w` if should_wait() holds (under the bucket lock)
-// and parks; unlinks it again if the park is unwound at shutdown.
-void wait_on_impl(const void* key, absl::FunctionRef<bool()> should_wait, const char* reason);
+// Non-template core: links a waiter if should_wait() holds (under the bucket
+// lock) and parks; unlinks it again if the park is unwound at shutdown.
+bool wait_on_impl(const void* key, absl::FunctionRef<bool()> should_wait, const char* reason,
+                  const context* ctx, absl::FunctionRef<void()> on_leave);
 
 template <class F>
-void wait_on(const void* key, F&& should_wait, const char* reason) {
-  wait_on_impl(key, absl::FunctionRef<bool()>(should_wait), reason);
+bool wait_on(const void* key, F&& should_wait, const char* reason, const context* ctx,
+             absl::FunctionRef<void()> on_leave) {
+  return wait_on_impl(key, absl::FunctionRef<bool()>(should_wait), reason, ctx, on_leave);
 }
 
 }  // namespace goro::detail

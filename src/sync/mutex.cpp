@@ -1,0 +1,245 @@
+// src/sync/mutex.cpp — goro::mutex and goro::shared_mutex (Go's sync.Mutex
+// and sync.RWMutex; see goro/mutex.hpp for the model).
+//
+// mutex state_: bit 0 locked, bit 1 woken (an unlocker has woken a waiter,
+// or a spinner is about to take the lock: don't wake another), bit 2
+// starving, the rest the number of waiters (counted before they sleep on
+// sema_, uncounted by whoever wakes them).
+#include <stdexcept>
+#include <thread>
+
+#include "goro/mutex.hpp"
+#include "sched/sched.hpp"
+#include "wait/wait_table.hpp"
+
+namespace goro {
+namespace detail {
+namespace {
+
+constexpr nanos kStarvationThreshold = 1'000'000;  // 1 ms, as Go
+
+const int g_ncpu = static_cast<int>(std::thread::hardware_concurrency());
+
+// Go's sync_runtime_canSpin: spin a few rounds, only on a multicore machine,
+// only while some other processor is running (so the holder can release
+// soon) and only if this one has nothing else to run.
+bool can_spin(int iter) {
+  if (iter >= 4 || g_ncpu <= 1) return false;
+  worker* w = current_worker();
+  if (w == nullptr) return true;  // a plain thread: spinning costs nobody else
+  sched* s = w->s;
+  if (s->nprocs <= s->npidle.load(std::memory_order_relaxed) +
+                       s->nmspinning.load(std::memory_order_relaxed) + 1) {
+    return false;
+  }
+  return w->p->q.empty() && w->p->runnext.load(std::memory_order_relaxed) == nullptr;
+}
+
+void spin() {
+  for (int i = 0; i < 30; ++i) cpu_relax();
+}
+
+thread_local char t_thread_token;
+
+}  // namespace
+
+std::uintptr_t owner_token() noexcept {
+  if (fiber* f = current_fiber()) return reinterpret_cast<std::uintptr_t>(f);
+  return reinterpret_cast<std::uintptr_t>(&t_thread_token);
+}
+
+}  // namespace detail
+
+void mutex::lock_slow() {
+  using namespace detail;
+  nanos wait_start = 0;
+  bool starving = false;
+  bool awoke = false;
+  int iter = 0;
+  std::int32_t old = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    // Spin while it is held in normal mode (in starvation mode ownership is
+    // handed to the waiters, so spinning cannot get it).
+    if ((old & (kLocked | kStarving)) == kLocked && can_spin(iter)) {
+      // Set woken so that the unlocker does not wake a sleeper we would beat.
+      if (!awoke && (old & kWoken) == 0 && (old >> kWaiterShift) != 0 &&
+          state_.compare_exchange_weak(old, old | kWoken, std::memory_order_relaxed)) {
+        awoke = true;
+      }
+      spin();
+      ++iter;
+      old = state_.load(std::memory_order_relaxed);
+      continue;
+    }
+    std::int32_t next = old;
+    if ((old & kStarving) == 0) next |= kLocked;  // newcomers don't take a starving mutex
+    if ((old & (kLocked | kStarving)) != 0) next += 1 << kWaiterShift;
+    // Switch to starvation mode only if it is still held: an unlocked mutex
+    // in starvation mode would expect a waiter that this unlock never woke.
+    if (starving && (old & kLocked) != 0) next |= kStarving;
+    if (awoke) {
+      if ((next & kWoken) == 0) fatal("goro: internal error: inconsistent mutex state");
+      next &= ~kWoken;
+    }
+    if (!state_.compare_exchange_weak(old, next, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      continue;  // `old` reloaded
+    }
+    if ((old & (kLocked | kStarving)) == 0) return;  // locked it with the CAS
+    // Queue: at the back the first time, at the front after being woken.
+    const bool lifo = wait_start != 0;
+    if (wait_start == 0) wait_start = mono_now();
+    bool queued = false;
+    try {
+      sema_acquire(&sema_, lifo, "mutex", &queued);
+    } catch (...) {
+      // Unwound at exit while still queued: count ourselves out. (Unwound
+      // just after being woken, the unlocker already did.)
+      if (queued) state_.fetch_sub(1 << kWaiterShift, std::memory_order_relaxed);
+      throw;
+    }
+    starving = starving || mono_now() - wait_start > kStarvationThreshold;
+    old = state_.load(std::memory_order_relaxed);
+    if ((old & kStarving) != 0) {
+      // Handed to us: the mutex is unlocked with the woken bit clear, and we
+      // are still counted as a waiter.
+      if ((old & (kLocked | kWoken)) != 0 || (old >> kWaiterShift) == 0) {
+        fatal("goro: internal error: inconsistent mutex state");
+      }
+      std::int32_t delta = kLocked - (1 << kWaiterShift);
+      // Leave starvation mode if we waited briefly or are the last waiter.
+      if (!starving || (old >> kWaiterShift) == 1) delta -= kStarving;
+      state_.fetch_add(delta, std::memory_order_acquire);
+      return;
+    }
+    awoke = true;
+    iter = 0;
+  }
+}
+
+void mutex::unlock_slow(std::int32_t old, bool may_yield) {
+  using namespace detail;
+  for (;;) {
+    if ((old & kLocked) == 0) throw std::logic_error("goro::mutex: unlock of unlocked mutex");
+    if ((old & kStarving) != 0) {
+      // Hand ownership to the first waiter; it sets the locked bit itself.
+      // Newcomers see the starving bit and queue behind it, and a starving
+      // mutex always has a waiter, which keeps it alive until it gets the
+      // token.
+      if (!state_.compare_exchange_weak(old, old - kLocked, std::memory_order_release,
+                                        std::memory_order_relaxed)) {
+        continue;
+      }
+      // Let the new owner run now rather than when we next block (Go's
+      // goyield).
+      if (sema_release(&sema_, /*handoff=*/true) && may_yield && current_fiber() != nullptr) {
+        yield_fiber();
+      }
+      return;
+    }
+    if ((old >> kWaiterShift) == 0 || (old & kWoken) != 0) {
+      // Nobody to wake, or a waiter is already awake (or a spinner is about
+      // to take it): just release.
+      if (state_.compare_exchange_weak(old, old - kLocked, std::memory_order_release,
+                                       std::memory_order_relaxed)) {
+        return;
+      }
+      continue;
+    }
+    // Release, take one waiter off the count and mark it woken, all at once;
+    // that waiter needs our token to go on, so the mutex outlives the
+    // release below.
+    const std::int32_t next = (old - kLocked - (1 << kWaiterShift)) | kWoken;
+    if (state_.compare_exchange_weak(old, next, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      sema_release(&sema_, /*handoff=*/false);
+      return;
+    }
+  }
+}
+
+void mutex::check_owner() const {
+  const std::uintptr_t o = owner_.load(std::memory_order_relaxed);
+  if ((state_.load(std::memory_order_relaxed) & kLocked) == 0) {
+    throw std::logic_error("goro::mutex: unlock of unlocked mutex");
+  }
+  if (o != 0 && o != detail::owner_token()) {
+    throw std::logic_error("goro::mutex: unlock by a fiber or thread that does not hold it");
+  }
+}
+
+// ---- shared_mutex ----------------------------------------------------------
+
+void shared_mutex::lock_shared_slow() {
+  // A writer holds or waits for the lock: queue behind it; its unlock()
+  // releases one token per reader that counted itself meanwhile.
+  detail::sema_acquire(&reader_sem_, false, "shared_mutex.lock_shared");
+}
+
+void shared_mutex::unlock_shared_slow(std::int32_t r) {
+  if (r + 1 == 0 || r + 1 == -kMaxReaders) {
+    readers_.fetch_add(1, std::memory_order_relaxed);  // undo
+    throw std::logic_error("goro::shared_mutex: unlock_shared without a shared lock");
+  }
+  // A writer is waiting: the last reader it waits for wakes it.
+  if (departing_.fetch_sub(1, std::memory_order_acq_rel) - 1 == 0) {
+    detail::sema_release(&writer_sem_, false);
+  }
+}
+
+void shared_mutex::lock() {
+  w_.lock();  // first, against other writers
+  // The previous writer unlocks w_ before it gives readers_ back (see
+  // unlock()): wait for that, briefly.
+  while (readers_.load(std::memory_order_acquire) < 0) {
+    if (detail::current_fiber() != nullptr) {
+      detail::yield_fiber();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  // Announce the writer: new readers now queue. `r` readers are inside.
+  const std::int32_t r = readers_.fetch_sub(kMaxReaders, std::memory_order_acq_rel);
+  if (r != 0 && departing_.fetch_add(r, std::memory_order_acq_rel) + r != 0) {
+    try {
+      detail::sema_acquire(&writer_sem_, false, "shared_mutex.lock");
+    } catch (...) {
+      // Unwound at exit: undo the announcement (the readers' departures
+      // then no longer expect a writer).
+      readers_.fetch_add(kMaxReaders, std::memory_order_relaxed);
+      w_.unlock();
+      throw;
+    }
+  }
+}
+
+bool shared_mutex::try_lock() noexcept {
+  if (!w_.try_lock()) return false;
+  std::int32_t zero = 0;
+  if (!readers_.compare_exchange_strong(zero, -kMaxReaders, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+    w_.unlock();
+    return false;
+  }
+  return true;
+}
+
+void shared_mutex::unlock() {
+  // Misuse is refused before anything changes.
+  if (readers_.load(std::memory_order_relaxed) >= 0) {
+    throw std::logic_error("goro::shared_mutex: unlock of a shared_mutex not locked exclusively");
+  }
+  if constexpr (GORO_MUTEX_OWNER_CHECKS) w_.check_owner();
+  // w_ first, then readers_, then the queued readers' tokens: once readers_
+  // is given back, readers arriving now get in at once and may finish and
+  // free the shared_mutex (the last reader may drop the last reference to
+  // the object holding it), so that add must be our last access to *this
+  // unless readers are queued (they need our tokens first, which keeps it
+  // alive; sema_release touches only the wait table after its add). A
+  // writer that takes w_ in between waits for readers_ to be given back.
+  w_.unlock_impl(/*may_yield=*/false);  // no hand-off switch before readers_ is back
+  const std::int32_t r = readers_.fetch_add(kMaxReaders, std::memory_order_release) + kMaxReaders;
+  for (std::int32_t i = 0; i < r; ++i) detail::sema_release(&reader_sem_, false);
+}
+
+}  // namespace goro
