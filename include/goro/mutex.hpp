@@ -75,6 +75,11 @@ class mutex {
   constexpr mutex() noexcept = default;
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
+  // Waits (briefly) for an unlock() still finishing its slow path, so the
+  // mutex may be freed as soon as the last unlock() has released it.
+  ~mutex() {
+    if (unlocking_.load(std::memory_order_acquire) != 0) wait_unlockers();
+  }
 
   void lock() {
     std::int32_t free = 0;
@@ -111,10 +116,7 @@ class mutex {
     // Cleared in every build, so code built with and without the checks can
     // share a mutex (a stale owner would fail a later check).
     owner_.store(0, std::memory_order_relaxed);
-    // One atomic op releases the lock, and it is the last access to *this
-    // (the slow path folds "release" and "pick a waiter to wake" into one CAS
-    // for the same reason: another fiber may lock, unlock and free the mutex
-    // the moment it is released).
+    // Uncontended: one CAS releases the lock, our last access to *this.
     std::int32_t old = kLocked;
     if (!state_.compare_exchange_strong(old, 0, std::memory_order_release,
                                         std::memory_order_relaxed)) {
@@ -130,10 +132,15 @@ class mutex {
   void lock_slow();
   void unlock_slow(std::int32_t old, bool may_yield);
   void check_owner() const;
+  void wait_unlockers() const noexcept;
 
   std::atomic<std::int32_t> state_{0};
   std::atomic<std::uint32_t> sema_{0};    // wake-up tokens (wait table key)
   std::atomic<std::uintptr_t> owner_{0};  // owner_token() of the holder, or 0
+  // Unlockers in their slow path: they count themselves while still holding
+  // the lock and touch the mutex after releasing it (Go's order: release,
+  // then decide whom to wake, which wakes far less under contention).
+  std::atomic<std::int32_t> unlocking_{0};
 };
 
 class shared_mutex {

@@ -119,41 +119,41 @@ void mutex::lock_slow() {
 
 void mutex::unlock_slow(std::int32_t old, bool may_yield) {
   using namespace detail;
-  for (;;) {
-    if ((old & kLocked) == 0) throw std::logic_error("goro::mutex: unlock of unlocked mutex");
-    if ((old & kStarving) != 0) {
-      // Hand ownership to the first waiter; it sets the locked bit itself.
-      // Newcomers see the starving bit and queue behind it, and a starving
-      // mutex always has a waiter, which keeps it alive until it gets the
-      // token.
-      if (!state_.compare_exchange_weak(old, old - kLocked, std::memory_order_release,
-                                        std::memory_order_relaxed)) {
-        continue;
+  if ((old & kLocked) == 0) throw std::logic_error("goro::mutex: unlock of unlocked mutex");
+  // Counted while we still hold the lock, so a fiber that locks, unlocks and
+  // destroys the mutex after our release waits in ~mutex until we are done.
+  unlocking_.fetch_add(1, std::memory_order_relaxed);
+  const std::int32_t now = state_.fetch_sub(kLocked, std::memory_order_release) - kLocked;
+  bool yield_to_owner = false;
+  if ((now & kStarving) != 0) {
+    // Hand ownership to the first waiter; it sets the locked bit itself.
+    // Newcomers see the starving bit and queue behind it.
+    yield_to_owner = sema_release(&sema_, /*handoff=*/true) && may_yield;
+  } else {
+    old = now;
+    for (;;) {
+      // Nobody to wake, or someone else is already taking care of it: a
+      // newcomer got the lock, a waiter is awake, or starvation began.
+      if ((old >> kWaiterShift) == 0 || (old & (kLocked | kWoken | kStarving)) != 0) break;
+      // Take one waiter off the count and wake it (it competes for the lock).
+      const std::int32_t next = (old - (1 << kWaiterShift)) | kWoken;
+      if (state_.compare_exchange_weak(old, next, std::memory_order_relaxed)) {
+        sema_release(&sema_, /*handoff=*/false);
+        break;
       }
-      // Let the new owner run now rather than when we next block (Go's
-      // goyield).
-      if (sema_release(&sema_, /*handoff=*/true) && may_yield && current_fiber() != nullptr) {
-        yield_fiber();
-      }
-      return;
     }
-    if ((old >> kWaiterShift) == 0 || (old & kWoken) != 0) {
-      // Nobody to wake, or a waiter is already awake (or a spinner is about
-      // to take it): just release.
-      if (state_.compare_exchange_weak(old, old - kLocked, std::memory_order_release,
-                                       std::memory_order_relaxed)) {
-        return;
-      }
-      continue;
-    }
-    // Release, take one waiter off the count and mark it woken, all at once;
-    // that waiter needs our token to go on, so the mutex outlives the
-    // release below.
-    const std::int32_t next = (old - kLocked - (1 << kWaiterShift)) | kWoken;
-    if (state_.compare_exchange_weak(old, next, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-      sema_release(&sema_, /*handoff=*/false);
-      return;
+  }
+  unlocking_.fetch_sub(1, std::memory_order_release);  // our last access to *this
+  // Let the new owner run now rather than when we next block (Go's goyield).
+  if (yield_to_owner && current_fiber() != nullptr) yield_fiber();
+}
+
+void mutex::wait_unlockers() const noexcept {
+  while (unlocking_.load(std::memory_order_acquire) != 0) {
+    if (detail::current_fiber() != nullptr) {
+      detail::yield_fiber();
+    } else {
+      std::this_thread::yield();
     }
   }
 }
