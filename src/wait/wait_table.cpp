@@ -111,16 +111,6 @@ void unpark_all(table_waiter* w) {
 
 }  // namespace
 
-std::size_t wake(const void* key, std::size_t n) {
-  bucket& b = bucket_for(key);
-  std::size_t count = 0;
-  b.mu.lock();
-  table_waiter* woken = take(b, key, n, &count);
-  b.mu.unlock();
-  unpark_all(woken);
-  return count;
-}
-
 std::size_t wake_claimed(const void* key, absl::FunctionRef<std::size_t()> claim) {
   bucket& b = bucket_for(key);
   std::size_t count = 0;

@@ -6,7 +6,7 @@
 // wait() returns" safe: the waker's last touch of the object is the atomic
 // that publishes the new state; the wake itself only touches the bucket
 // (global, immortal) and the waiters' own records. Keys are compared by
-// address; a waiter is woken only by wake(key) calls that find it queued.
+// address; a waiter is woken only by a wake of its key that finds it queued.
 //
 // Lock order: a bucket lock is a leaf (nothing else is taken while held).
 // Waiters of one key are woken in the order they queued (sema_acquire may
@@ -28,7 +28,7 @@ namespace goro::detail {
 // Blocks the caller on `key` if `should_wait()` — evaluated under the bucket
 // lock — returns true; the caller must make the condition visible to wakers
 // inside should_wait (e.g. by counting itself as a waiter with a CAS), so a
-// waker that then calls wake(key) is guaranteed to find it. With a context,
+// waker that then calls wake_claimed(key, ...) is guaranteed to find it. With a context,
 // returns false if the context ended first (the waiter has left the queue).
 // `on_leave` runs under the bucket lock if the waiter leaves the queue by
 // itself (its context ended, or it is unwound at exit), so that a count of
@@ -38,8 +38,6 @@ bool wait_on(
     const void* key, F&& should_wait, const char* reason, const context* ctx = nullptr,
     absl::FunctionRef<void()> on_leave = [] {});
 
-// Wakes up to `n` waiters queued on `key`, oldest first. Returns how many.
-std::size_t wake(const void* key, std::size_t n);
 // Under the bucket lock, asks `claim()` how many waiters of `key` to take,
 // and wakes that many, oldest first: a primitive that counts its waiters
 // (wait_group) claims and dequeues them in one step. Returns how many.
