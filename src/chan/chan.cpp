@@ -60,15 +60,7 @@ void park_linked(spinlock& mu, waitq& q, chan_waiter& w,
 }  // namespace
 
 void waitq::push(chan_waiter* w) {
-  w->next = nullptr;
-  w->prev = tail;
-  if (tail != nullptr) {
-    tail->next = w;
-  } else {
-    head = w;
-  }
-  tail = w;
-  w->linked = true;
+  push_back(w);
   // A plain store, not an RMW: changed only under the channel lock, and a
   // locked RMW next to a contended lock word costs a cache-line round trip
   // (2.5x slower unbuffered 4x4 traffic). The Dekker recheck has its own
@@ -77,18 +69,7 @@ void waitq::push(chan_waiter* w) {
 }
 
 void waitq::remove(chan_waiter* w) {
-  if (w->prev != nullptr) {
-    w->prev->next = w->next;
-  } else {
-    head = w->next;
-  }
-  if (w->next != nullptr) {
-    w->next->prev = w->prev;
-  } else {
-    tail = w->prev;
-  }
-  w->prev = w->next = nullptr;
-  w->linked = false;
+  wait_list::remove(w);
   count->store(count->load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 

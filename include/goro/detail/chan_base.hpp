@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "goro/detail/spinlock.hpp"
+#include "goro/detail/wait_list.hpp"
 
 namespace goro {
 
@@ -64,9 +65,11 @@ struct chan_waiter {
   chan_waiter* next = nullptr;
 };
 
-struct waitq {
-  chan_waiter* head = nullptr;
-  chan_waiter* tail = nullptr;
+// A wait_list that also keeps the channel's waiter count.
+struct waitq : private wait_list<chan_waiter> {
+  using wait_list::empty;
+  using wait_list::head;
+  using wait_list::tail;
   std::atomic<int>* count = nullptr;  // the channel's waiter count (see chan_base)
   void push(chan_waiter* w);
   chan_waiter* pop();
@@ -75,7 +78,6 @@ struct waitq {
   // elsewhere are dropped (their owner finds them unlinked).
   chan_waiter* dequeue();
   void remove(chan_waiter* w);
-  bool empty() const { return head == nullptr; }
 };
 
 struct select_op;
