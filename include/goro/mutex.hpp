@@ -82,10 +82,10 @@ class mutex {
   }
 
   void lock() {
-    std::int32_t free = 0;
-    if (!state_.compare_exchange_strong(free, kLocked, std::memory_order_acquire,
+    std::int32_t old = 0;
+    if (!state_.compare_exchange_strong(old, kLocked, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
-      lock_slow();
+      lock_slow(old);
     }
     if constexpr (GORO_MUTEX_OWNER_CHECKS)
       owner_.store(detail::owner_token(), std::memory_order_relaxed);
@@ -129,7 +129,7 @@ class mutex {
   static constexpr std::int32_t kStarving = 4;
   static constexpr int kWaiterShift = 3;
 
-  void lock_slow();
+  void lock_slow(std::int32_t old);
   void unlock_slow(std::int32_t old, bool may_yield);
   void check_owner() const;
   void wait_unlockers() const noexcept;

@@ -50,13 +50,12 @@ std::uintptr_t owner_token() noexcept {
 
 }  // namespace detail
 
-void mutex::lock_slow() {
+void mutex::lock_slow(std::int32_t old) {
   using namespace detail;
   nanos wait_start = 0;
   bool starving = false;
   bool awoke = false;
   int iter = 0;
-  std::int32_t old = state_.load(std::memory_order_relaxed);
   for (;;) {
     // Spin while it is held in normal mode (in starvation mode ownership is
     // handed to the waiters, so spinning cannot get it).
