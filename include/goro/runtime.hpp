@@ -64,6 +64,13 @@ struct options {
   // canary at the bottom of the stack) instead of at the faulting write.
   // -1: the default, 8192. 0: no guard pages at all.
   long guarded_stacks = -1;
+
+  // The monitor prints "goro: fiber N has blocked worker W for X ms" once
+  // for each fiber that keeps a worker from scheduling for over 10 ms while
+  // other fibers wait (a blocking syscall or a long computation: use
+  // goro::blocking for the former). false silences it; the monitor still
+  // starts spare workers so that the waiting fibers run.
+  bool report_blocked = true;
 };
 
 // Runs `main_fn` as the main fiber on a fresh runtime and returns when it

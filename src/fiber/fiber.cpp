@@ -20,6 +20,7 @@
 #include "fiber/sanitizer.hpp"
 #include "fiber/stack.hpp"
 #include "goro/runtime.hpp"
+#include "net/netpoll.hpp"
 #include "sched/sched.hpp"
 
 namespace goro::detail {
@@ -62,6 +63,12 @@ fiber* next_local(worker* w) {
       (++w->timer_polls & 7) == 0 && timers_due(w->p->timers)) {
     return nullptr;
   }
+  // Likewise for sockets: with fibers waiting on the netpoller and nobody
+  // polling for a while (every P busy), go through g0, which polls.
+  if (g_netpoll_waiters.load(std::memory_order_relaxed) > 0 && (++w->poll_ticks & 63) == 0 &&
+      mono_now() - g_netpoll_last.load(std::memory_order_relaxed) >= kBusyPollInterval) {
+    return nullptr;
+  }
   return find_local(w);
 }
 
@@ -81,6 +88,7 @@ void resumed(fiber* self, bctx::transfer_t t) {
 bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
   void** fake =
       from_dying ? nullptr : (from != nullptr ? &from->asan_fake_stack : &w->g0_asan_fake_stack);
+  w->running_id.store(to != nullptr ? to->id : 0, std::memory_order_relaxed);
   if (to != nullptr) {
     w->current = to;
     if (to->ctx == nullptr) start(w, to);

@@ -50,6 +50,7 @@ namespace {
 
 constexpr std::size_t kDefaultStackSize = 256 * 1024;
 constexpr long kDefaultGuardedStacks = 8192;
+constexpr int kMaxSpareProcs = 64;
 
 // initial-exec: a plain %fs-relative load instead of a __tls_get_addr call
 // per access (the general-dynamic model a shared library gets by default).
@@ -74,6 +75,8 @@ void init_g0(worker* w) {
   w->rng = 0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(w->p->id + 1);
 }
 
+}  // namespace
+
 void worker_main(worker* w) {
   set_current_worker(w);
   init_g0(w);
@@ -93,7 +96,10 @@ void worker_main(worker* w) {
   }
   leave_altstack(alt);
   set_current_worker(nullptr);
+  w->exited.store(true, std::memory_order_release);  // sysmon joins spares
 }
+
+namespace {
 
 fiber* any_registered(sched* s) {
   for (processor* p : s->ps) {
@@ -163,6 +169,7 @@ fiber* current_fiber() noexcept {
 
 sched::sched(const options& o)
     : nprocs(o.maxprocs > 0 ? o.maxprocs : default_maxprocs()),
+      report_blocked(o.report_blocked),
       stacks(o.stack_size > 0 ? o.stack_size : kDefaultStackSize,
              o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks) {}
 
@@ -220,6 +227,13 @@ void run(options opts, detail::task main_fn) {
     w->p = s->ps.back();
     s->ws.push_back(w);
   }
+  // Spare Ps for the workers sysmon starts while others are stuck.
+  const int spares = std::min(4 * s->nprocs, kMaxSpareProcs);
+  for (int i = 0; i < spares; ++i) s->ps.push_back(new processor(s->nprocs + i, &s->stacks));
+  for (int i = static_cast<int>(s->ps.size()) - 1; i >= s->nprocs; --i) {
+    s->free_spare_ps.push_back(s->ps[static_cast<std::size_t>(i)]);  // lowest index first out
+  }
+  s->ps_used.store(s->nprocs);
 
   fiber* m = alloc_fiber(s, nullptr);
   m->is_main = true;
@@ -247,7 +261,9 @@ void run(options opts, detail::task main_fn) {
   }
 
   for (worker* w : s->ws) w->thread = std::thread(worker_main, w);
+  s->sysmon = std::thread(sysmon_main, s);
   while (s->main_done.load(std::memory_order_acquire) == 0) futex_wait(&s->main_done, 0);
+  sysmon_stop(s);
   for (worker* w : s->ws) w->thread.join();
   {
     std::unique_lock gate(g_gate);

@@ -24,6 +24,7 @@
 // with the submitter's fence: either the submitter sees npidle > 0 and
 // nmspinning == 0 and wakes someone, or the sleeper sees the work). Sleeping
 // is on the worker's own futex word, so an idle runtime uses no CPU.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -32,6 +33,7 @@
 #include <cstdlib>
 
 #include "fiber/sanitizer.hpp"
+#include "net/netpoll.hpp"
 #include "sched/futex.hpp"
 #include "sched/sched.hpp"
 
@@ -135,8 +137,30 @@ void wakep(sched* s) {
     s->nmspinning.fetch_sub(1);
     return;
   }
+  wake_worker(m);
+}
+
+void wake_worker(worker* m) {
+  // Dekker with the poller in find_runnable: it sets `polling`, fences and
+  // reads `wake`; we set `wake`, fence and read `polling`.
   m->wake.store(1, std::memory_order_release);
-  futex_wake(&m->wake);
+  full_fence();
+  if (m->polling.load(std::memory_order_relaxed)) {
+    netpoll_break();
+  } else {
+    futex_wake(&m->wake);
+  }
+}
+
+void wake_timed_sleeper_for_netpoll() {
+  sched* s = g_sched.load(std::memory_order_acquire);
+  if (s == nullptr) return;
+  worker* m = nullptr;
+  {
+    std::lock_guard lk(s->mu);
+    m = s->timed_sleeper;
+  }
+  if (m != nullptr) wake_worker(m);
 }
 
 namespace {
@@ -151,10 +175,34 @@ void reset_spinning(worker* w) {
 
 bool any_work(sched* s) {
   if (s->gq_size.load() > 0) return true;
-  for (processor* v : s->ps) {
+  const int n = s->ps_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    processor* v = s->ps[static_cast<std::size_t>(i)];
     if (!v->q.empty() || v->runnext.load() != nullptr) return true;
   }
   return false;
+}
+
+// A spare worker (sysmon.cpp) leaves: what is queued on its P goes to the
+// global queue, where the regular workers find it.
+fiber* retire_spare(worker* w) {
+  sched* s = w->s;
+  processor* p = w->p;
+  std::vector<fiber*> left;
+  while (fiber* f = p->q.pop()) left.push_back(f);
+  if (fiber* f = p->runnext.exchange(nullptr)) left.push_back(f);
+  if (w->spinning) {
+    w->spinning = false;
+    s->nmspinning.fetch_sub(1);
+  }
+  if (!left.empty()) {
+    {
+      std::lock_guard lk(s->mu);
+      gq_push_locked(s, left.data(), static_cast<std::int64_t>(left.size()));
+    }
+    wakep_if_needed(s);
+  }
+  return nullptr;
 }
 
 // Polls for runnable work for up to kIdleSpin; true if some appeared.
@@ -199,7 +247,7 @@ void release_timed_role(sched* s, worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
 fiber* steal(worker* w) {
   sched* s = w->s;
   processor* p = w->p;
-  const int n = s->nprocs;
+  const int n = s->ps_used.load(std::memory_order_acquire);  // spare Ps too
   for (int round = 0; round < kStealRounds; ++round) {
     const bool last = round == kStealRounds - 1;
     int start = static_cast<int>(next_random(w) % static_cast<std::uint64_t>(n));
@@ -282,8 +330,9 @@ void runq_put(processor* p, fiber* f, bool next) {
 fiber* find_local(worker* w) {
   processor* p = w->p;
   sched* s = w->s;
-  ++p->schedtick;
-  if (p->schedtick % kGlobalCheckPeriod == 0 && s->gq_size.load(std::memory_order_acquire) > 0) {
+  const std::uint32_t tick = p->schedtick.load(std::memory_order_relaxed) + 1;
+  p->schedtick.store(tick, std::memory_order_relaxed);
+  if (tick % kGlobalCheckPeriod == 0 && s->gq_size.load(std::memory_order_acquire) > 0) {
     std::lock_guard lk(s->mu);
     if (fiber* f = gq_pop_locked(s)) return f;
   }
@@ -305,11 +354,20 @@ fiber* find_runnable(worker* w) {
   processor* p = w->p;
   for (;;) {
     if (s->stopping.load(std::memory_order_acquire)) return nullptr;
+    if (w->spare && s->nstuck.load(std::memory_order_relaxed) == 0) return retire_spare(w);
     run_all_timers(s);  // one load per P when none is armed
+    // Fibers waiting for sockets while every P is busy: poll at this pass
+    // if nobody has for a while (next_local sends busy workers here).
+    if (g_netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+        mono_now() - g_netpoll_last.load(std::memory_order_relaxed) >= kBusyPollInterval) {
+      netpoll(0);
+    }
     if (fiber* f = find_local(w)) {
       if (w->spinning) reset_spinning(w);
       return f;
     }
+    // Out of local work: ready sockets before stealing (Go's findRunnable).
+    if (g_netpoll_waiters.load(std::memory_order_relaxed) > 0 && netpoll(0) > 0) continue;
     // Spin (steal) unless enough workers already do: Go caps spinners at half
     // the busy Ps, so a burst does not wake every idle worker to fight over it.
     if (w->spinning || 2 * s->nmspinning.load() < s->nprocs - s->npidle.load()) {
@@ -335,6 +393,10 @@ fiber* find_runnable(worker* w) {
       lk.unlock();
       if (w->spinning) reset_spinning(w);
       return f;
+    }
+    if (w->spare) {  // out of work: spares never sleep, they leave
+      lk.unlock();
+      return retire_spare(w);
     }
     const bool was_spinning = w->spinning;
     w->spinning = false;
@@ -372,6 +434,21 @@ fiber* find_runnable(worker* w) {
         continue;
       }
       lk.unlock();  // a waker took us off the list: its token is on the way
+    } else if (timed && netpoll_inited()) {
+      // The timed sleeper is the poller: it blocks in epoll_wait until the
+      // next timer, an event, or wake_worker (Dekker on polling/wake).
+      w->polling.store(true, std::memory_order_relaxed);
+      full_fence();
+      if (w->wake.load(std::memory_order_acquire) == 0) {
+        const nanos left = deadline == kNoTimer ? -1 : std::max<nanos>(deadline - mono_now(), 0);
+        netpoll(left, &w->polling);
+      }
+      w->polling.store(false, std::memory_order_relaxed);
+      lk.lock();
+      release_timed_role(s, w);
+      leave_idle_list(s, w);
+      lk.unlock();
+      continue;
     } else if (timed) {
       while (w->wake.load(std::memory_order_acquire) == 0) {
         if (deadline == kNoTimer) {
@@ -414,10 +491,7 @@ void stop_workers(sched* s) {
     for (worker* m : woken) m->on_idle_list = false;
     s->npidle.store(0);
   }
-  for (worker* m : woken) {
-    m->wake.store(1, std::memory_order_release);
-    futex_wake(&m->wake);
-  }
+  for (worker* m : woken) wake_worker(m);
 }
 
 void registry_add(processor* p, fiber* f) {

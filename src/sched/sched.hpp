@@ -30,6 +30,7 @@
 #include <boost/context/detail/fcontext.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -89,13 +90,13 @@ struct processor {
   explicit processor(int id, stack_pool* pool) : id(id), stacks(pool) {}
 
   const int id;
-  runq q;                                 // see runq.hpp
-  std::atomic<fiber*> runnext{nullptr};   // owner sets; owner and thieves take
-  std::uint32_t schedtick = 0;            // owner only: fibers scheduled so far
-  std::uint32_t runnext_streak = 0;       // owner only: consecutive runnext picks
-  stack_cache stacks;                     // owner only
-  std::vector<fiber*> free_fibers;        // owner only: recycled records
-  std::uint64_t next_id = 0, end_id = 0;  // owner only: [next_id, end_id) reserved ids
+  runq q;                                   // see runq.hpp
+  std::atomic<fiber*> runnext{nullptr};     // owner sets; owner and thieves take
+  std::atomic<std::uint32_t> schedtick{0};  // owner writes, sysmon reads: schedules so far
+  std::uint32_t runnext_streak = 0;         // owner only: consecutive runnext picks
+  stack_cache stacks;                       // owner only
+  std::vector<fiber*> free_fibers;          // owner only: recycled records
+  std::uint64_t next_id = 0, end_id = 0;    // owner only: [next_id, end_id) reserved ids
 
   // Fibers spawned minus fibers finished on this P (may be negative: a fiber
   // often ends on another P). Owner writes; anyone reads; sum = num_fibers.
@@ -133,17 +134,22 @@ struct sched;
 struct worker {
   sched* s = nullptr;
   processor* p = nullptr;
-  std::thread thread;                  // not joinable for the run() caller's worker
-  bctx::fcontext_t g0 = nullptr;       // scheduler context while a fiber runs
-  fiber* current = nullptr;            // running fiber; null while in g0
-  switch_record sw;                    // written before a jump, consumed after it
-  fiber* handoff = nullptr;            // owner only: the fiber g0 must run next
-  bool spinning = false;               // guarded by sched::mu while idle, else owner
-  bool on_idle_list = false;           // guarded by sched::mu
-  std::atomic<std::uint32_t> wake{0};  // futex word: 1 = woken (by wakep/stop)
-  std::uint64_t rng = 0;               // owner only: xorshift state for stealing
-  std::uint32_t timer_polls = 0;       // owner only: switches, to pace timer checks
-  const void* g0_stack_lo = nullptr;   // for ASan's switch annotations
+  std::thread thread;                        // not joinable for the run() caller's worker
+  bctx::fcontext_t g0 = nullptr;             // scheduler context while a fiber runs
+  fiber* current = nullptr;                  // running fiber; null while in g0
+  switch_record sw;                          // written before a jump, consumed after it
+  fiber* handoff = nullptr;                  // owner only: the fiber g0 must run next
+  bool spinning = false;                     // guarded by sched::mu while idle, else owner
+  bool on_idle_list = false;                 // guarded by sched::mu
+  std::atomic<std::uint32_t> wake{0};        // futex word: 1 = woken (by wakep/stop)
+  std::atomic<bool> polling{false};          // blocked in epoll_wait rather than on `wake`
+  std::uint32_t poll_ticks = 0;              // owner only: switches, to pace busy netpolls
+  std::atomic<std::uint64_t> running_id{0};  // id of the fiber it runs, 0 in g0 (sysmon)
+  bool spare = false;                        // started by sysmon; exits when not needed
+  std::atomic<bool> exited{false};           // a spare's worker_main has returned
+  std::uint64_t rng = 0;                     // owner only: xorshift state for stealing
+  std::uint32_t timer_polls = 0;             // owner only: switches, to pace timer checks
+  const void* g0_stack_lo = nullptr;         // for ASan's switch annotations
   std::size_t g0_stack_size = 0;
   void* g0_tsan = nullptr;
   void* g0_asan_fake_stack = nullptr;
@@ -182,6 +188,18 @@ struct sched {
   std::atomic<bool> stopping{false};           // main returned: workers exit
   std::atomic<std::int64_t> external_live{0};  // fibers spawned by OS threads
   std::atomic<std::uint64_t> ids{1};           // next unreserved fiber id
+
+  // The monitor (sysmon.cpp) and the spare workers it starts. ps holds
+  // nprocs regular Ps and then the spare ones; ps_used bounds the Ps that
+  // may hold runnable fibers (regular + spares ever handed out).
+  const bool report_blocked;
+  std::thread sysmon;
+  std::mutex sysmon_mu;
+  std::condition_variable sysmon_cv;
+  std::vector<worker*> spares ABSL_GUARDED_BY(mu);
+  std::vector<processor*> free_spare_ps ABSL_GUARDED_BY(mu);
+  std::atomic<int> ps_used{0};
+  std::atomic<int> nstuck{0};  // workers sysmon saw stuck at its last tick
 
   std::exception_ptr main_exception;        // written by the main fiber
   std::atomic<std::uint32_t> main_done{0};  // futex word for run()'s caller
@@ -242,7 +260,15 @@ fiber* find_runnable(worker* w);  // blocks; null when the runtime stops
 void runq_put(processor* p, fiber* f, bool next);
 void wakep_if_needed(sched* s);
 void wakep(sched* s);  // wakes an idle worker unless one is spinning
+// Sets m->wake and gets m out of its futex sleep or its epoll_wait.
+void wake_worker(worker* m);
+// The netpoller was just created: a timed sleeper that chose its futex before
+// there was anything to poll must come back and block in epoll_wait instead.
+void wake_timed_sleeper_for_netpoll();
 void stop_workers(sched* s);
+void worker_main(worker* w);
+void sysmon_main(sched* s);
+void sysmon_stop(sched* s);  // after stop_workers: joins the monitor and spares
 void registry_add(processor* p, fiber* f);
 void registry_remove(fiber* f);
 std::int64_t live_fibers(sched* s);

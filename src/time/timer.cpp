@@ -215,7 +215,7 @@ void timer_wake(sched* s, nanos when) {
     if (m != nullptr) m->wake.store(1, std::memory_order_release);
   }
   if (m != nullptr) {
-    futex_wake(&m->wake);
+    wake_worker(m);
   } else {
     wakep(s);  // an idle worker that will take the timed-sleeper role
   }

@@ -1,0 +1,192 @@
+// src/sched/sysmon.cpp — the monitor (Go's sysmon): keeps the runtime moving
+// when a fiber holds its worker for too long.
+//
+// goro has no preemption, and a fiber that makes a blocking syscall (a read
+// on a pipe, a C library that sleeps) or computes for a long time holds its
+// worker's P all that time. The monitor is one thread that looks at every
+// worker each tick (1 ms while anything runs, backing off to 20 ms while
+// all is idle). A worker is stuck when it has been running the same fiber,
+// without a single scheduling event on its P, for kStuckAfter. When some
+// worker is stuck and fibers are waiting (in a run queue, in the netpoller,
+// or on a timer that is due) while no other worker is idle to take them,
+// the monitor starts a spare worker: an extra thread with one of the spare
+// Ps (sched::ps beyond nprocs) that runs fibers until it finds no more work
+// or no worker is stuck any more, then gives its queue back and exits.
+// Go hands the stuck M's own P to a new M instead; goro cannot take a P from
+// under a fiber that is still running on it (there is no entersyscall hook
+// to make that safe), so the spare brings its own P. While both run, one
+// more thread than maxprocs runs fibers, as in Go while an M returns from a
+// syscall.
+//
+// It also reports, once per fiber: "goro: fiber N has blocked worker W for
+// X ms" (options::report_blocked silences it), and polls the netpoller when
+// nobody has for 10 ms, so socket events reach a runtime whose workers are
+// all busy.
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+
+#include "net/netpoll.hpp"
+#include "sched/sched.hpp"
+
+namespace goro::detail {
+namespace {
+
+constexpr nanos kStuckAfter = 10'000'000;    // 10 ms, as Go's forcePreemptNS
+constexpr nanos kTickBusy = 1'000'000;       // 1 ms
+constexpr nanos kTickIdleMax = 20'000'000;   // 20 ms
+constexpr nanos kNetpollStale = 10'000'000;  // 10 ms, as Go's sysmon
+
+struct watch {
+  std::uint32_t tick = 0;
+  std::uint64_t fiber = 0;
+  nanos since = 0;
+  std::uint64_t reported = 0;  // fiber id already reported for this worker
+};
+
+bool work_waiting(sched* s, nanos now) {
+  if (s->gq_size.load(std::memory_order_relaxed) > 0) return true;
+  const int n = s->ps_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    processor* p = s->ps[static_cast<std::size_t>(i)];
+    if (!p->q.empty() || p->runnext.load(std::memory_order_relaxed) != nullptr) return true;
+  }
+  return next_timer(s) <= now;
+}
+
+// Joins spare workers that have exited and gives their Ps back.
+void reap_spares(sched* s) {
+  std::vector<worker*> done;
+  {
+    std::lock_guard lk(s->mu);
+    for (std::size_t i = 0; i < s->spares.size();) {
+      worker* w = s->spares[i];
+      if (w->exited.load(std::memory_order_acquire)) {
+        done.push_back(w);
+        s->spares[i] = s->spares.back();
+        s->spares.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (worker* w : done) {
+    w->thread.join();
+    std::lock_guard lk(s->mu);
+    s->free_spare_ps.push_back(w->p);
+    delete w;
+  }
+}
+
+void start_spare(sched* s) {
+  worker* w = nullptr;
+  {
+    std::lock_guard lk(s->mu);
+    if (s->free_spare_ps.empty() || s->stopping.load(std::memory_order_relaxed)) return;
+    w = new worker;
+    w->s = s;
+    w->spare = true;
+    w->p = s->free_spare_ps.back();
+    s->free_spare_ps.pop_back();
+    s->spares.push_back(w);
+    const int used = w->p->id + 1;
+    if (used > s->ps_used.load(std::memory_order_relaxed)) {
+      s->ps_used.store(used, std::memory_order_release);
+    }
+  }
+  w->thread = std::thread(worker_main, w);
+}
+
+}  // namespace
+
+void sysmon_main(sched* s) {
+  absl::flat_hash_map<const worker*, watch> seen;
+  nanos tick = kTickBusy;
+  for (;;) {
+    {
+      std::unique_lock lk(s->sysmon_mu);
+      s->sysmon_cv.wait_for(lk, std::chrono::nanoseconds(tick),
+                            [s] { return s->stopping.load(std::memory_order_acquire); });
+    }
+    if (s->stopping.load(std::memory_order_acquire)) break;
+    reap_spares(s);
+    const nanos now = mono_now();
+
+    // Sockets: if nobody polled for a while (every worker busy), poll here;
+    // the woken fibers go to the global queue.
+    if (g_netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+        now - g_netpoll_last.load(std::memory_order_relaxed) >= kNetpollStale) {
+      netpoll(0);
+    }
+
+    std::vector<worker*> all;
+    {
+      std::lock_guard lk(s->mu);
+      all = s->ws;
+      all.insert(all.end(), s->spares.begin(), s->spares.end());
+    }
+    // Forget workers that are gone (a spare's record may be reused: its
+    // stale entry is reset below because its tick or fiber differ).
+    if (seen.size() > all.size()) seen.clear();
+    int running = 0;
+    int stuck = 0;
+    int stuck_spares = 0;
+    for (worker* w : all) {
+      watch& st = seen[w];
+      const std::uint64_t id = w->running_id.load(std::memory_order_relaxed);
+      const std::uint32_t t = w->p->schedtick.load(std::memory_order_relaxed);
+      if (id != 0) ++running;
+      if (id == 0 || id != st.fiber || t != st.tick) {
+        st.fiber = id;
+        st.tick = t;
+        st.since = now;
+        continue;
+      }
+      if (now - st.since < kStuckAfter) continue;
+      ++stuck;
+      if (w->spare) ++stuck_spares;
+      if (s->report_blocked && st.reported != id && work_waiting(s, now)) {
+        st.reported = id;
+        std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms\n",
+                     id, w->p->id, (now - st.since) / 1'000'000);
+      }
+    }
+    s->nstuck.store(stuck, std::memory_order_relaxed);
+    tick = running > 0 ? kTickBusy : std::min(tick * 2, kTickIdleMax);
+
+    // One spare at a time per tick: a spare that is not itself stuck takes
+    // whatever is waiting; start another only while none is free to.
+    if (stuck == 0 || s->npidle.load() > 0 || !work_waiting(s, now)) continue;
+    std::size_t spares = 0;
+    {
+      std::lock_guard lk(s->mu);
+      spares = s->spares.size();
+    }
+    if (static_cast<int>(spares) - stuck_spares <= 0) start_spare(s);
+  }
+}
+
+void sysmon_stop(sched* s) {
+  {
+    std::lock_guard lk(s->sysmon_mu);  // pairs with the predicate's load
+  }
+  s->sysmon_cv.notify_all();
+  if (s->sysmon.joinable()) s->sysmon.join();
+  // Spares exit on `stopping` (find_runnable returns null); join them all.
+  std::vector<worker*> left;
+  {
+    std::lock_guard lk(s->mu);
+    left.swap(s->spares);
+  }
+  for (worker* w : left) {
+    w->thread.join();
+    std::lock_guard lk(s->mu);
+    s->free_spare_ps.push_back(w->p);
+    delete w;
+  }
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,198 @@
+// Unit tests for the monitor (sysmon): fibers that block their worker in a
+// syscall or hog it do not stop the other fibers; the report; spare workers
+// go away again.
+#define BOOST_TEST_MODULE sysmon
+#include <dirent.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "common.hpp"
+#include "goro/goro.hpp"
+
+using goro_test::ms_since;
+using goro_test::procs;
+using namespace std::chrono_literals;
+
+namespace {
+
+int count_threads() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
+}
+
+struct pipe_pair {
+  int fd[2] = {-1, -1};
+  pipe_pair() { BOOST_REQUIRE(::pipe(fd) == 0); }
+  ~pipe_pair() {
+    ::close(fd[0]);
+    ::close(fd[1]);
+  }
+};
+
+// Two fibers block both workers in read(2) on pipes; a third fiber must
+// still run (it is the one that writes to the pipes and so releases them).
+void blocked_readers_do_not_stop_a_third(goro::options o) {
+  goro::run(o, [] {
+    pipe_pair a, b;
+    std::atomic<int> released{0};
+    std::atomic<bool> third_ran{false};
+    goro::wait_group wg;
+    wg.add(3);
+    for (pipe_pair* p : {&a, &b}) {
+      goro::go([&, p] {
+        char c = 0;
+        BOOST_CHECK_EQUAL(::read(p->fd[0], &c, 1), 1);
+        released.fetch_add(1);
+        wg.done();
+      });
+    }
+    goro::go([&] {
+      // Let both readers get into read() first (they run as soon as this
+      // fiber yields the worker).
+      goro::sleep_for(30ms);
+      third_ran = true;
+      BOOST_CHECK_EQUAL(::write(a.fd[1], "x", 1), 1);
+      BOOST_CHECK_EQUAL(::write(b.fd[1], "x", 1), 1);
+      wg.done();
+    });
+    wg.wait();
+    BOOST_CHECK(third_ran.load());
+    BOOST_CHECK_EQUAL(released.load(), 2);
+  });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(two_blocking_reads_with_maxprocs_2_do_not_stop_a_third_fiber) {
+  goro::options o = procs(2);
+  o.report_blocked = false;
+  blocked_readers_do_not_stop_a_third(o);
+}
+
+BOOST_AUTO_TEST_CASE(a_blocking_read_with_maxprocs_1_does_not_stop_others) {
+  goro::options o = procs(1);
+  o.report_blocked = false;
+  goro::run(o, [] {
+    pipe_pair p;
+    goro::wait_group wg;
+    wg.add(1);
+    goro::go([&] {
+      char c = 0;
+      BOOST_CHECK_EQUAL(::read(p.fd[0], &c, 1), 1);
+      wg.done();
+    });
+    // A ping-pong over a channel keeps needing the (only) regular worker,
+    // which is stuck in read(2).
+    goro::chan<int> ping = goro::make_chan<int>(0), pong = goro::make_chan<int>(0);
+    goro::go([&] {
+      while (auto v = ping.recv()) pong.send(*v + 1);
+    });
+    goro::sleep_for(20ms);
+    int x = 0;
+    for (int i = 0; i < 1000; ++i) {
+      ping.send(x);
+      x = *pong.recv();
+    }
+    BOOST_CHECK_EQUAL(x, 1000);
+    ping.close();
+    BOOST_CHECK_EQUAL(::write(p.fd[1], "x", 1), 1);
+    wg.wait();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_cpu_hog_waiting_for_another_fiber_does_not_deadlock_one_p) {
+  // Without the monitor this deadlocks: the hog spins on the only P until a
+  // fiber that can only run on that P sets the flag.
+  goro::options o = procs(1);
+  o.report_blocked = false;
+  goro::run(o, [] {
+    std::atomic<bool> flag{false};
+    goro::go([&] { flag = true; });
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!flag.load()) {
+    }
+    BOOST_CHECK(flag.load());
+    BOOST_TEST_MESSAGE("hog released after " << ms_since(t0) << " ms");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_report_names_each_blocking_fiber_once) {
+  goro_test::child_result r = goro_test::run_in_child([] {
+    goro::options o = procs(2);
+    blocked_readers_do_not_stop_a_third(o);
+  });
+  BOOST_TEST_INFO("stderr: " << r.err);
+  BOOST_CHECK_EQUAL(r.exit_code, 0);
+  // Both readers blocked a worker while the third fiber waited: one line each.
+  std::size_t lines = 0;
+  for (std::size_t pos = 0; (pos = r.err.find("goro: fiber ", pos)) != std::string::npos; ++pos) {
+    ++lines;
+    const std::size_t eol = r.err.find('\n', pos);
+    const std::string line = r.err.substr(pos, eol - pos);
+    BOOST_TEST_INFO(line);
+    BOOST_CHECK(line.find(" has blocked worker ") != std::string::npos);
+    BOOST_CHECK(line.size() > 3 && line.compare(line.size() - 3, 3, " ms") == 0);
+  }
+  BOOST_CHECK_EQUAL(lines, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(report_blocked_false_silences_the_report) {
+  goro_test::child_result r = goro_test::run_in_child([] {
+    goro::options o = procs(2);
+    o.report_blocked = false;
+    blocked_readers_do_not_stop_a_third(o);
+  });
+  BOOST_CHECK_EQUAL(r.exit_code, 0);
+  BOOST_CHECK_EQUAL(r.err.find("has blocked worker"), std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(spare_workers_exit_once_nothing_is_stuck) {
+  goro::options o = procs(2);
+  o.report_blocked = false;
+  goro::run(o, [] {
+    // Settle: regular workers and the monitor exist.
+    goro::sleep_for(20ms);
+    const int base = count_threads();
+    pipe_pair a, b;
+    goro::wait_group wg;
+    wg.add(2);
+    for (pipe_pair* p : {&a, &b}) {
+      goro::go([&, p] {
+        char c = 0;
+        BOOST_CHECK_EQUAL(::read(p->fd[0], &c, 1), 1);
+        wg.done();
+      });
+    }
+    // While both workers are stuck, keep work coming: the spare runs it.
+    int ran = 0;
+    for (int i = 0; i < 20; ++i) {
+      goro::sleep_for(2ms);
+      ++ran;
+    }
+    BOOST_CHECK_EQUAL(ran, 20);
+    BOOST_CHECK_GT(count_threads(), base);  // a spare is (or was just) here
+    BOOST_CHECK_EQUAL(::write(a.fd[1], "x", 1), 1);
+    BOOST_CHECK_EQUAL(::write(b.fd[1], "x", 1), 1);
+    wg.wait();
+    // The spare leaves and the monitor joins it.
+    BOOST_CHECK(goro_test::eventually([&] { return count_threads() == base; }, 5s));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(repeated_runs_leave_no_threads_behind) {
+  const int before = count_threads();
+  for (int i = 0; i < 3; ++i) {
+    goro::options o = procs(2);
+    o.report_blocked = false;
+    blocked_readers_do_not_stop_a_third(o);
+  }
+  BOOST_CHECK_EQUAL(count_threads(), before);
+}
