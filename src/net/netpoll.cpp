@@ -156,6 +156,7 @@ absl::StatusOr<poll_desc*> open_desc(int fd) {
     pd->token[0] = pd->token[1] = false;
   }
   pd->closing.store(false, std::memory_order_relaxed);
+  pd->rd_drained.store(false, std::memory_order_relaxed);
   pd->refs.store(0, std::memory_order_release);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -300,6 +301,10 @@ int netpoll(nanos timeout_ns, std::atomic<bool>* polling) {
   for (int i = 0; i < n; ++i) {
     const epoll_event& e = evs[i];
     if (e.data.ptr == &g_break_tag) {
+      // A break is for the poller blocked in epoll_wait. A non-blocking poll
+      // (another worker, sysmon) that sees it leaves it: the eventfd is
+      // level-triggered, so it stays ready and still wakes that poller.
+      if (timeout_ns == 0) continue;
       std::uint64_t v;
       while (::read(g_evfd, &v, sizeof v) > 0) {
       }

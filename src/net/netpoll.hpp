@@ -56,6 +56,11 @@ struct poll_desc {
   spinlock mu;
   int fd = -1;
   std::atomic<bool> closing{false};
+  // A stream read returned less than asked: the receive queue was empty
+  // then, and any later data raises a new edge. The next read waits for
+  // readiness before trying recv (saving the syscall that would say EAGAIN
+  // in a request/response loop). A hint only: a reader may clear it.
+  std::atomic<bool> rd_drained{false};
   bool token[2] = {false, false};  // guarded by mu
   wait_list<poll_waiter> q[2];     // guarded by mu
   // kClosed (close_desc ran) | kFdClosed (the fd is gone) | operations in

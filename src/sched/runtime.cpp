@@ -78,6 +78,7 @@ void init_g0(worker* w) {
 }  // namespace
 
 void worker_main(worker* w) {
+  w->tid.store(static_cast<int>(::gettid()), std::memory_order_relaxed);
   set_current_worker(w);
   init_g0(w);
   void* alt = enter_altstack();

@@ -147,6 +147,7 @@ struct worker {
   std::atomic<std::uint64_t> running_id{0};  // id of the fiber it runs, 0 in g0 (sysmon)
   bool spare = false;                        // started by sysmon; exits when not needed
   std::atomic<bool> exited{false};           // a spare's worker_main has returned
+  std::atomic<int> tid{0};                   // kernel thread id (sysmon reads its state)
   std::uint64_t rng = 0;                     // owner only: xorshift state for stealing
   std::uint32_t timer_polls = 0;             // owner only: switches, to pace timer checks
   const void* g0_stack_lo = nullptr;         // for ASan's switch annotations

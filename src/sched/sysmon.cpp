@@ -22,9 +22,13 @@
 // X ms" (options::report_blocked silences it), and polls the netpoller when
 // nobody has for 10 ms, so socket events reach a runtime whose workers are
 // all busy.
+#include <pthread.h>
+#include <time.h>
 #include <algorithm>
 #include <cinttypes>
+
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -39,13 +43,58 @@ constexpr nanos kStuckAfter = 10'000'000;    // 10 ms, as Go's forcePreemptNS
 constexpr nanos kTickBusy = 1'000'000;       // 1 ms
 constexpr nanos kTickIdleMax = 20'000'000;   // 20 ms
 constexpr nanos kNetpollStale = 10'000'000;  // 10 ms, as Go's sysmon
+constexpr nanos kCpuSample = 5'000'000;      // CPU-time sampling for a hog: 5 ms
 
 struct watch {
   std::uint32_t tick = 0;
   std::uint64_t fiber = 0;
   nanos since = 0;
   std::uint64_t reported = 0;  // fiber id already reported for this worker
+  nanos cpu0 = -1;             // the thread's CPU time when first seen stuck
+  nanos wall0 = 0;
 };
+
+nanos thread_cpu(worker* w) {
+  clockid_t cid;
+  timespec ts{};
+  if (pthread_getcpuclockid(w->thread.native_handle(), &cid) != 0 || clock_gettime(cid, &ts) != 0) {
+    return -1;
+  }
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+// The kernel's state letter for a thread ('R' running or runnable, 'S'/'D'
+// sleeping in a syscall), or 0.
+char thread_state(int tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+  std::FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  char buf[512];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');  // the name may hold spaces
+  return paren != nullptr && paren[1] == ' ' ? paren[2] : 0;
+}
+
+// Whether a worker seen stuck is really held by its fiber, to report it: it
+// sleeps in a syscall, or it had the CPU for most of the time since it was
+// first seen stuck (a computation). A thread the OS merely did not run (an
+// overloaded machine) is not the fiber's doing; spares are started anyway.
+bool held_by_fiber(worker* w, watch& st, nanos now) {
+  const char state = thread_state(w->tid.load(std::memory_order_relaxed));
+  if (state == 'S' || state == 'D') return true;
+  const nanos cpu = thread_cpu(w);
+  if (cpu < 0) return false;
+  if (st.cpu0 < 0) {
+    st.cpu0 = cpu;
+    st.wall0 = now;
+    return false;
+  }
+  const nanos wall = now - st.wall0;
+  return wall >= kCpuSample && 2 * (cpu - st.cpu0) >= wall;
+}
 
 bool work_waiting(sched* s, nanos now) {
   if (s->gq_size.load(std::memory_order_relaxed) > 0) return true;
@@ -143,12 +192,14 @@ void sysmon_main(sched* s) {
         st.fiber = id;
         st.tick = t;
         st.since = now;
+        st.cpu0 = -1;
         continue;
       }
       if (now - st.since < kStuckAfter) continue;
       ++stuck;
       if (w->spare) ++stuck_spares;
-      if (s->report_blocked && st.reported != id && work_waiting(s, now)) {
+      if (s->report_blocked && st.reported != id && work_waiting(s, now) &&
+          held_by_fiber(w, st, now)) {
         st.reported = id;
         std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms\n",
                      id, w->p->id, (now - st.since) / 1'000'000);
