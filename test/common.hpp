@@ -59,6 +59,24 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
   return true;
 }
 
+// A pipe(2), closed on destruction; read_one/write_one move one byte (a
+// thread-blocking call a fiber can be stuck in).
+struct pipe_pair {
+  int fd[2] = {-1, -1};
+  pipe_pair() { BOOST_REQUIRE(::pipe(fd) == 0); }
+  ~pipe_pair() {
+    ::close(fd[0]);
+    ::close(fd[1]);
+  }
+  pipe_pair(const pipe_pair&) = delete;
+  pipe_pair& operator=(const pipe_pair&) = delete;
+  bool read_one() {
+    char c = 0;
+    return ::read(fd[0], &c, 1) == 1;
+  }
+  bool write_one() { return ::write(fd[1], "x", 1) == 1; }
+};
+
 // Tests are parameterized over these worker counts (as marl's are).
 inline const std::vector<int> kProcs = {1, 2, 4, 8};
 

@@ -123,7 +123,7 @@ absl::Status wait_thread(poll_desc* pd, poll_mode mode, const context* ctx, nano
   p.events = mode == poll_read ? POLLIN : POLLOUT;
   for (;;) {
     if (pd->closing.load(std::memory_order_acquire)) {
-      return absl::FailedPreconditionError("use of closed connection");
+      return absl::FailedPreconditionError("use of closed network connection");
     }
     if (ctx != nullptr) {
       if (absl::Status st = ctx->err(); !st.ok()) return st;
@@ -135,7 +135,14 @@ absl::Status wait_thread(poll_desc* pd, poll_mode mode, const context* ctx, nano
       if (left < nanos{slice} * 1'000'000) slice = static_cast<int>((left + 999'999) / 1'000'000);
     }
     const int r = ::poll(&p, 1, slice);
-    if (r > 0) return absl::OkStatus();
+    if (r > 0) {
+      // close() shuts the socket down to wake us: report the close, not
+      // the EOF that shutdown makes the next recv see.
+      if (pd->closing.load(std::memory_order_acquire)) {
+        return absl::FailedPreconditionError("use of closed network connection");
+      }
+      return absl::OkStatus();
+    }
     if (r < 0 && errno != EINTR) return errno_status("poll", errno);
   }
 }
@@ -157,6 +164,7 @@ absl::StatusOr<poll_desc*> open_desc(int fd) {
   }
   pd->closing.store(false, std::memory_order_relaxed);
   pd->rd_drained.store(false, std::memory_order_relaxed);
+  pd->rd_final.store(false, std::memory_order_relaxed);
   pd->refs.store(0, std::memory_order_release);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -239,7 +247,7 @@ absl::Status wait_ready(poll_desc* pd, poll_mode mode, const context* ctx, nanos
   pd->mu.lock();
   if (pd->closing.load(std::memory_order_relaxed)) {
     pd->mu.unlock();
-    return absl::FailedPreconditionError("use of closed connection");
+    return absl::FailedPreconditionError("use of closed network connection");
   }
   if (pd->token[mode]) {
     pd->token[mode] = false;
@@ -277,7 +285,7 @@ absl::Status wait_ready(poll_desc* pd, poll_mode mode, const context* ctx, nanos
       break;
   }
   if (pd->closing.load(std::memory_order_acquire)) {
-    return absl::FailedPreconditionError("use of closed connection");
+    return absl::FailedPreconditionError("use of closed network connection");
   }
   return absl::OkStatus();
 }
@@ -313,6 +321,10 @@ int netpoll(nanos timeout_ns, std::atomic<bool>* polling) {
     }
     auto* pd = static_cast<poll_desc*>(e.data.ptr);
     const bool rd = (e.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    // Before the waiters are woken (unpark orders it before their reads).
+    if ((e.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+      pd->rd_final.store(true, std::memory_order_relaxed);
+    }
     const bool wr = (e.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
     poll_waiter* r = nullptr;
     poll_waiter* w = nullptr;

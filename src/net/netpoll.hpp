@@ -61,6 +61,10 @@ struct poll_desc {
   // readiness before trying recv (saving the syscall that would say EAGAIN
   // in a request/response loop). A hint only: a reader may clear it.
   std::atomic<bool> rd_drained{false};
+  // The stream has seen its end or an error (EPOLLRDHUP/HUP/ERR): that is a
+  // state, not data, so it raises no further edge; a short read then says
+  // nothing about what the next recv returns, and rd_drained is ignored.
+  std::atomic<bool> rd_final{false};
   bool token[2] = {false, false};  // guarded by mu
   wait_list<poll_waiter> q[2];     // guarded by mu
   // kClosed (close_desc ran) | kFdClosed (the fd is gone) | operations in

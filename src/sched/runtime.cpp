@@ -85,9 +85,14 @@ void worker_main(worker* w) {
   for (;;) {
     fiber* f = w->handoff;
     w->handoff = nullptr;
-    // At shutdown a handed-off fiber stays unstarted; the unwinder (step 5)
-    // finds it in the registry.
-    if (f == nullptr || w->s->stopping.load(std::memory_order_acquire)) f = find_runnable(w);
+    // At shutdown a handed-off fiber is not run: it goes back to the run
+    // queue, where the unwinder (step 5) finds it (a fiber that never ran is
+    // in no registry, so dropping it here would leak it and its task).
+    if (f != nullptr && w->s->stopping.load(std::memory_order_acquire)) {
+      runq_put(w->p, f, false);
+      f = nullptr;
+    }
+    if (f == nullptr) f = find_runnable(w);
     if (f == nullptr) break;
     set_state(f, fiber_state::runnable, fiber_state::running);
     w->sw = switch_record{};
@@ -170,9 +175,9 @@ fiber* current_fiber() noexcept {
 
 sched::sched(const options& o)
     : nprocs(o.maxprocs > 0 ? o.maxprocs : default_maxprocs()),
-      report_blocked(o.report_blocked),
       stacks(o.stack_size > 0 ? o.stack_size : kDefaultStackSize,
-             o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks) {}
+             o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks),
+      report_blocked(o.report_blocked) {}
 
 void print_panic(fiber* f, const char* what) {
   std::fprintf(stderr, "goro: panic in fiber %" PRIu64 ": %s\n\n", f->id, what);

@@ -6,10 +6,10 @@
 //  * processor [P]: the right to run fibers; owns a local run queue, a
 //    `runnext` slot, and caches (stacks, fiber records, ids). maxprocs of them.
 //  * worker [M]: an OS thread. Its native stack is the scheduler context
-//    ("g0"): the loop that finds work, steals, spins and sleeps. Today each
-//    worker holds one P for its whole life; the split is kept so that a worker
-//    stuck in a blocking call can later hand its P to a fresh worker (Go's
-//    handoffp), which is what goro::blocking will do.
+//    ("g0"): the loop that finds work, steals, spins and sleeps. Each worker
+//    holds one P for its whole life. A worker stuck in a blocking call keeps
+//    it; sysmon (sysmon.cpp) starts a spare worker with a spare P meanwhile,
+//    where Go would hand the stuck M's P to another M (handoffp).
 //
 // Switching is direct: fiber A switches straight to the next runnable fiber B
 // when its P has one (one jump); only when none is at hand does it switch to

@@ -28,14 +28,7 @@ int count_threads() {
   return n;
 }
 
-struct pipe_pair {
-  int fd[2] = {-1, -1};
-  pipe_pair() { BOOST_REQUIRE(::pipe(fd) == 0); }
-  ~pipe_pair() {
-    ::close(fd[0]);
-    ::close(fd[1]);
-  }
-};
+using goro_test::pipe_pair;
 
 // Two fibers block both workers in read(2) on pipes; a third fiber must
 // still run (it is the one that writes to the pipes and so releases them).
@@ -49,8 +42,7 @@ void blocked_readers_do_not_stop_a_third(goro::options o) {
     wg.add(3);
     for (pipe_pair* p : {&a, &b}) {
       goro::go([&, p] {
-        char c = 0;
-        if (::read(p->fd[0], &c, 1) != 1) failed_io.fetch_add(1);
+        if (!p->read_one()) failed_io.fetch_add(1);
         released.fetch_add(1);
         wg.done();
       });
@@ -60,8 +52,8 @@ void blocked_readers_do_not_stop_a_third(goro::options o) {
       // fiber yields the worker).
       goro::sleep_for(30ms);
       third_ran = true;
-      if (::write(a.fd[1], "x", 1) != 1) failed_io.fetch_add(1);
-      if (::write(b.fd[1], "x", 1) != 1) failed_io.fetch_add(1);
+      if (!a.write_one()) failed_io.fetch_add(1);
+      if (!b.write_one()) failed_io.fetch_add(1);
       wg.done();
     });
     wg.wait();
@@ -88,8 +80,7 @@ BOOST_AUTO_TEST_CASE(a_blocking_read_with_maxprocs_1_does_not_stop_others) {
     wg.add(1);
     std::atomic<int> got{0};
     goro::go([&] {
-      char c = 0;
-      got = static_cast<int>(::read(p.fd[0], &c, 1));
+      got = p.read_one() ? 1 : 0;
       wg.done();
     });
     // A ping-pong over a channel keeps needing the (only) regular worker,
@@ -106,7 +97,7 @@ BOOST_AUTO_TEST_CASE(a_blocking_read_with_maxprocs_1_does_not_stop_others) {
     }
     BOOST_CHECK_EQUAL(x, 1000);
     ping.close();
-    BOOST_CHECK_EQUAL(::write(p.fd[1], "x", 1), 1);
+    BOOST_CHECK(p.write_one());
     wg.wait();
     BOOST_CHECK_EQUAL(got.load(), 1);
   });
@@ -171,8 +162,7 @@ BOOST_AUTO_TEST_CASE(spare_workers_exit_once_nothing_is_stuck) {
     std::atomic<int> got{0};
     for (pipe_pair* p : {&a, &b}) {
       goro::go([&, p] {
-        char c = 0;
-        got += static_cast<int>(::read(p->fd[0], &c, 1));
+        got += p->read_one() ? 1 : 0;
         wg.done();
       });
     }
@@ -184,8 +174,8 @@ BOOST_AUTO_TEST_CASE(spare_workers_exit_once_nothing_is_stuck) {
     }
     BOOST_CHECK_EQUAL(ran, 20);
     BOOST_CHECK_GT(count_threads(), base);  // a spare is (or was just) here
-    BOOST_CHECK_EQUAL(::write(a.fd[1], "x", 1), 1);
-    BOOST_CHECK_EQUAL(::write(b.fd[1], "x", 1), 1);
+    BOOST_CHECK(a.write_one());
+    BOOST_CHECK(b.write_one());
     wg.wait();
     BOOST_CHECK_EQUAL(got.load(), 2);
     // The spare leaves and the monitor joins it.
