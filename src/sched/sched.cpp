@@ -217,6 +217,9 @@ bool idle_spin(worker* w) {
     if (s->stopping.load(std::memory_order_relaxed)) return true;
     if (any_work(s)) return true;
     if (i % kIdleSpinCheckEvery == 0) {
+      // Sockets too: a spinning worker that picks up ready sockets itself
+      // saves the poller's wake-up and this worker's futex sleep and wake.
+      if (g_netpoll_waiters.load(std::memory_order_relaxed) > 0 && netpoll(0) > 0) return true;
       const nanos now = mono_now();
       if (next_timer(s) <= now) return true;  // a timer is due: run it
       if (now >= until) return false;

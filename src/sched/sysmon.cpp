@@ -4,19 +4,16 @@
 // goro has no preemption, and a fiber that makes a blocking syscall (a read
 // on a pipe, a C library that sleeps) or computes for a long time holds its
 // worker's P all that time. The monitor is one thread that looks at every
-// worker each tick (1 ms while anything runs, backing off to 20 ms while
-// all is idle). A worker is stuck when it has been running the same fiber,
-// without a single scheduling event on its P, for kStuckAfter. When some
-// worker is stuck and fibers are waiting (in a run queue, in the netpoller,
-// or on a timer that is due) while no other worker is idle to take them,
-// the monitor starts a spare worker: an extra thread with one of the spare
-// Ps (sched::ps beyond nprocs) that runs fibers until it finds no more work
-// or no worker is stuck any more, then gives its queue back and exits.
-// Go hands the stuck M's own P to a new M instead; goro cannot take a P from
-// under a fiber that is still running on it (there is no entersyscall hook
-// to make that safe), so the spare brings its own P. While both run, one
-// more thread than maxprocs runs fibers, as in Go while an M returns from a
-// syscall.
+// worker each tick (1 ms, backing off to 10 ms after 50 ticks in a row that
+// found nothing stuck, as Go's sysmon does). A worker is stuck when it has been running the same
+// fiber, without a single scheduling event on its P, for kStuckAfter. When some worker is stuck and
+// fibers are waiting (in a run queue, in the netpoller, or on a timer that is due) while no other
+// worker is idle to take them, the monitor starts a spare worker: an extra thread with one of the
+// spare Ps (sched::ps beyond nprocs) that runs fibers until it finds no more work or no worker is
+// stuck any more, then gives its queue back and exits. Go hands the stuck M's own P to a new M
+// instead; goro cannot take a P from under a fiber that is still running on it (there is no
+// entersyscall hook to make that safe), so the spare brings its own P. While both run, one more
+// thread than maxprocs runs fibers, as in Go while an M returns from a syscall.
 //
 // It also reports, once per fiber: "goro: fiber N has blocked worker W for
 // X ms" (options::report_blocked silences it), and polls the netpoller when
@@ -41,7 +38,8 @@ namespace {
 
 constexpr nanos kStuckAfter = 10'000'000;    // 10 ms, as Go's forcePreemptNS
 constexpr nanos kTickBusy = 1'000'000;       // 1 ms
-constexpr nanos kTickIdleMax = 20'000'000;   // 20 ms
+constexpr nanos kTickMax = 10'000'000;       // 10 ms, as Go's sysmon
+constexpr int kQuietTicks = 50;              // quiet 1 ms ticks before backing off
 constexpr nanos kNetpollStale = 10'000'000;  // 10 ms, as Go's sysmon
 constexpr nanos kCpuSample = 5'000'000;      // CPU-time sampling for a hog: 5 ms
 
@@ -154,6 +152,8 @@ void start_spare(sched* s) {
 void sysmon_main(sched* s) {
   absl::flat_hash_map<const worker*, watch> seen;
   nanos tick = kTickBusy;
+  int quiet = 0;  // ticks in a row that found nothing stuck
+  std::vector<worker*> all;
   for (;;) {
     {
       std::unique_lock lk(s->sysmon_mu);
@@ -171,7 +171,7 @@ void sysmon_main(sched* s) {
       netpoll(0);
     }
 
-    std::vector<worker*> all;
+    all.clear();
     {
       std::lock_guard lk(s->mu);
       all = s->ws;
@@ -206,7 +206,15 @@ void sysmon_main(sched* s) {
       }
     }
     s->nstuck.store(stuck, std::memory_order_relaxed);
-    tick = running > 0 ? kTickBusy : std::min(tick * 2, kTickIdleMax);
+    // Go's pacing: 1 ms ticks while something is (or was just) stuck; after
+    // 50 quiet ticks, double up to 10 ms, so a busy runtime pays ~100
+    // wake-ups a second and an idle one fewer still.
+    if (stuck > 0 || (running > 0 && quiet < kQuietTicks)) {
+      quiet = stuck > 0 ? 0 : quiet + 1;
+      tick = kTickBusy;
+    } else {
+      tick = std::min(tick * 2, kTickMax);
+    }
 
     // One spare at a time per tick: a spare that is not itself stuck takes
     // whatever is waiting; start another only while none is free to.
