@@ -9,6 +9,8 @@
 # twins are built into BUILD_DIR/bench-go/. Every program prints lines
 # "BENCH <name> <value> <unit>", which are paired by name. GOMAXPROCS
 # (default 2) applies to the Go programs and may be read by the C++ ones.
+# http_hello is the exception: bench/http.sh runs examples/http_hello and
+# bench/go/http_hello under wrk (skipped if wrk is missing).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,11 +47,11 @@ for bin in "$build_dir"/bench/bench_*; do
     [[ " ${names[*]} " == *" $name "* ]] || names+=("$name")
 done
 
-# run_bench PROGRAM: runs PROGRAM and prints its BENCH lines as
+# run_bench PROGRAM [ARGS...]: runs PROGRAM and prints its BENCH lines as
 # "<name> <value> <unit>". Fails if the program fails.
 run_bench() {
     local out
-    out=$("$1") || return 1
+    out=$("$@") || return 1
     awk '$1 == "BENCH" && NF >= 4 { print $2, $3, $4 }' <<<"$out"
 }
 
@@ -61,9 +63,21 @@ echo
 
 rows=()
 notes=()
+# HTTP under wrk (bench/http.sh): examples/http_hello beside its Go twin.
+if command -v wrk >/dev/null; then
+    names+=(http_hello)
+else
+    notes+=("http_hello: skipped, wrk not installed")
+fi
 for name in "${names[@]}"; do
     cpp_bin=$build_dir/bench/bench_$name
     go_bin=$go_out/$name
+    cpp_cmd=("$cpp_bin") go_cmd=("$go_bin")
+    if [[ $name == http_hello ]]; then # servers, measured by wrk
+        cpp_bin=$build_dir/examples/http_hello
+        cpp_cmd=("$root/bench/http.sh" "$cpp_bin" --listen)
+        go_cmd=("$root/bench/http.sh" "$go_bin" -listen)
+    fi
     if [[ ! -x $cpp_bin ]]; then
         notes+=("$name: skipped, C++ benchmark bench_$name not built")
         continue
@@ -76,7 +90,7 @@ for name in "${names[@]}"; do
     declare -A cpp_val=() cpp_unit=() go_val=() go_unit=()
     order=()
     echo "running $name (goro)" >&2
-    if cpp_res=$(run_bench "$cpp_bin"); then
+    if cpp_res=$(run_bench "${cpp_cmd[@]}"); then
         while read -r k v u; do
             [[ -n $k ]] || continue
             [[ -n ${cpp_val[$k]+x} || -n ${go_val[$k]+x} ]] || order+=("$k")
@@ -86,7 +100,7 @@ for name in "${names[@]}"; do
         notes+=("$name: C++ benchmark failed")
     fi
     echo "running $name (Go)" >&2
-    if go_res=$(run_bench "$go_bin"); then
+    if go_res=$(run_bench "${go_cmd[@]}"); then
         while read -r k v u; do
             [[ -n $k ]] || continue
             [[ -n ${cpp_val[$k]+x} || -n ${go_val[$k]+x} ]] || order+=("$k")

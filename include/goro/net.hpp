@@ -31,6 +31,8 @@
 //                           happen, or, for write, happened in part: the
 //                           socket stays usable but the stream may hold a
 //                           partial message)
+//   AlreadyExists           address already in use (bind), or listen_unix on
+//                           an existing file
 //   InvalidArgument         a malformed address
 //   NotFound                a name that does not resolve
 //   others                  the errno, via absl::ErrnoToStatus
@@ -49,6 +51,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -75,7 +78,10 @@ class address {
   static absl::StatusOr<address> ip(std::string_view host, std::uint16_t port);
   // A Unix-domain path (a leading '@' is Linux's abstract namespace).
   static absl::StatusOr<address> unix_path(std::string_view path);
+  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) comes back as IPv4, as Go
+  // reports the peers of a dual-stack socket; _raw keeps it as it is.
   static address from_sockaddr(const sockaddr* sa, socklen_t len);
+  static address from_sockaddr_raw(const sockaddr* sa, socklen_t len);
 
   int family() const { return ss_.ss_family; }
   bool is_ipv4() const { return family() == AF_INET; }
@@ -130,11 +136,20 @@ class conn {
   // All of buf (waiting while the peer's window is full), or a status.
   absl::Status write(const context& ctx, std::span<const char> buf);
   absl::Status write(std::span<const char> buf);
-  absl::Status write(const context& ctx, std::string_view s) {
-    return write(ctx, std::span<const char>(s.data(), s.size()));
+  // Strings: anything convertible to std::string_view (a literal is written
+  // without its terminating NUL, std::string, std::string_view). Templates,
+  // so that a literal or a std::string is not ambiguous between these and
+  // the span forms.
+  template <class S>
+  requires std::is_convertible_v<const S&, std::string_view> absl::Status write(const context& ctx,
+                                                                                const S& s) {
+    const std::string_view v(s);
+    return write(ctx, std::span<const char>(v.data(), v.size()));
   }
-  absl::Status write(std::string_view s) {
-    return write(std::span<const char>(s.data(), s.size()));
+  template <class S>
+  requires std::is_convertible_v<const S&, std::string_view> absl::Status write(const S& s) {
+    const std::string_view v(s);
+    return write(std::span<const char>(v.data(), v.size()));
   }
 
   absl::Status close_write();  // half-close: the peer reads EOF; we may still read

@@ -126,7 +126,21 @@ void drop(poll_desc*& pd) {
 absl::StatusOr<poll_desc*> new_socket(int family, int type) {
   const int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno_status(errno, "socket");
-  return detail::open_desc(fd);
+  absl::StatusOr<poll_desc*> pd = detail::open_desc(fd);
+  if (pd.ok()) (*pd)->family = family;
+  return pd;
+}
+
+// An IPv4 address as ::ffff:a.b.c.d, for a dual-stack IPv6 socket.
+address v4_mapped(const address& a) {
+  const auto* v4 = reinterpret_cast<const sockaddr_in*>(a.sa());
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = v4->sin_port;
+  v6.sin6_addr.s6_addr[10] = 0xff;
+  v6.sin6_addr.s6_addr[11] = 0xff;
+  std::memcpy(&v6.sin6_addr.s6_addr[12], &v4->sin_addr, 4);
+  return address::from_sockaddr_raw(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
 }
 
 void set_int_opt(int fd, int level, int opt, int v) { ::setsockopt(fd, level, opt, &v, sizeof v); }
@@ -242,11 +256,31 @@ absl::StatusOr<address> address::unix_path(std::string_view path) {
   return a;
 }
 
-address address::from_sockaddr(const sockaddr* sa, socklen_t len) {
+address address::from_sockaddr_raw(const sockaddr* sa, socklen_t len) {
   address a;
   if (len > sizeof a.ss_) len = sizeof a.ss_;
   std::memcpy(&a.ss_, sa, len);
   a.len_ = len;
+  return a;
+}
+
+address address::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  address a = from_sockaddr_raw(sa, len);
+  // An IPv4 peer of a dual-stack socket arrives as ::ffff:a.b.c.d; report it
+  // as the IPv4 address it is (as Go does), so it prints and compares so.
+  if (a.is_ipv6()) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a.ss_);
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      sockaddr_in v4{};
+      v4.sin_family = AF_INET;
+      v4.sin_port = v6->sin6_port;
+      std::memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+      address m;
+      std::memcpy(&m.ss_, &v4, sizeof v4);
+      m.len_ = sizeof v4;
+      return m;
+    }
+  }
   return a;
 }
 
@@ -681,10 +715,14 @@ absl::Status do_send_to(poll_desc* pd, const context* ctx, std::span<const char>
   if (absl::Status st = ctx_err(ctx); !st.ok()) return st;
   op_ref ref(pd);
   if (!ref.ok()) return closed_status();
+  // IPv4 peers of a dual-stack socket are reported unmapped (from_sockaddr):
+  // map them back for sendto.
+  const address mapped = pd->family == AF_INET6 && to.is_ipv4() ? v4_mapped(to) : address();
+  const address& dst = mapped.family() == AF_INET6 ? mapped : to;
   return retry_io(pd, detail::poll_write, ctx, "sendto",
                   [&] {
-                    return ::sendto(pd->fd, buf.data(), buf.size(), MSG_NOSIGNAL, to.sa(),
-                                    to.size());
+                    return ::sendto(pd->fd, buf.data(), buf.size(), MSG_NOSIGNAL, dst.sa(),
+                                    dst.size());
                   })
       .status();
 }

@@ -160,6 +160,7 @@ absl::StatusOr<poll_desc*> open_desc(int fd) {
   {
     std::lock_guard lk(pd->mu);
     pd->fd = fd;
+    pd->family = 0;
     pd->token[0] = pd->token[1] = false;
   }
   pd->closing.store(false, std::memory_order_relaxed);

@@ -55,6 +55,7 @@ struct poll_waiter {
 struct poll_desc {
   spinlock mu;
   int fd = -1;
+  int family = 0;  // the socket's address family (AF_UNSPEC if not known)
   std::atomic<bool> closing{false};
   // A stream read returned less than asked: the receive queue was empty
   // then, and any later data raises a new edge. The next read waits for
