@@ -38,10 +38,12 @@ void blocked_readers_do_not_stop_a_third(goro::options o) {
     std::atomic<int> released{0};
     std::atomic<int> failed_io{0};  // Boost.Test is not thread-safe: check in main
     std::atomic<bool> third_ran{false};
+    std::atomic<int> entered{0};  // readers about to block in read(2)
     goro::wait_group wg;
     wg.add(3);
     for (pipe_pair* p : {&a, &b}) {
       goro::go([&, p] {
+        entered.fetch_add(1);
         if (!p->read_one()) failed_io.fetch_add(1);
         released.fetch_add(1);
         wg.done();
@@ -49,7 +51,9 @@ void blocked_readers_do_not_stop_a_third(goro::options o) {
     }
     goro::go([&] {
       // Let both readers get into read() first (they run as soon as this
-      // fiber yields the worker).
+      // fiber yields the worker; on a loaded machine that may take a while),
+      // and then stay there long enough to be seen stuck.
+      while (entered.load() < 2) goro::sleep_for(1ms);
       goro::sleep_for(30ms);
       third_ran = true;
       if (!a.write_one()) failed_io.fetch_add(1);
