@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 
 #include "net/netpoll.hpp"
 #include "sched/sched.hpp"
@@ -47,8 +48,7 @@ struct watch {
   std::uint32_t tick = 0;
   std::uint64_t fiber = 0;
   nanos since = 0;
-  std::uint64_t reported = 0;  // fiber id already reported for this worker
-  nanos cpu0 = -1;             // the thread's CPU time when first seen stuck
+  nanos cpu0 = -1;  // the thread's CPU time when first seen stuck
   nanos wall0 = 0;
 };
 
@@ -151,6 +151,9 @@ void start_spare(sched* s) {
 
 void sysmon_main(sched* s) {
   absl::flat_hash_map<const worker*, watch> seen;
+  // Fibers already reported (ids are never reused within a run): once per
+  // fiber, whatever worker it blocks and however the worker set changes.
+  absl::flat_hash_set<std::uint64_t> reported;
   nanos tick = kTickBusy;
   int quiet = 0;  // ticks in a row that found nothing stuck
   std::vector<worker*> all;
@@ -179,7 +182,15 @@ void sysmon_main(sched* s) {
     }
     // Forget workers that are gone (a spare's record may be reused: its
     // stale entry is reset below because its tick or fiber differ).
-    if (seen.size() > all.size()) seen.clear();
+    if (seen.size() > all.size()) {
+      for (auto it = seen.begin(); it != seen.end();) {
+        if (std::find(all.begin(), all.end(), it->first) == all.end()) {
+          seen.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
     int running = 0;
     int stuck = 0;
     int stuck_spares = 0;
@@ -198,9 +209,9 @@ void sysmon_main(sched* s) {
       if (now - st.since < kStuckAfter) continue;
       ++stuck;
       if (w->spare) ++stuck_spares;
-      if (s->report_blocked && st.reported != id && work_waiting(s, now) &&
+      if (s->report_blocked && !reported.contains(id) && work_waiting(s, now) &&
           held_by_fiber(w, st, now)) {
-        st.reported = id;
+        reported.insert(id);
         std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms\n",
                      id, w->p->id, (now - st.since) / 1'000'000);
       }
