@@ -94,6 +94,9 @@ class runq {
   bool empty() const {
     return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
   }
+  // Fibers consumed so far (mod 2^32), by the owner or thieves: a monitor
+  // that sees it unchanged while the queue is not empty knows nobody takes.
+  std::uint32_t taken() const { return head_.load(std::memory_order_relaxed); }
   std::uint32_t size() const {
     return tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire);
   }

@@ -81,6 +81,7 @@ fiber* gq_pop_locked(sched* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   if (s->gq.empty()) return nullptr;
   fiber* f = s->gq.front();
   s->gq.pop_front();
+  s->gq_taken.store(s->gq_taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
   return f;
 }
@@ -99,6 +100,8 @@ fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
     if (!p->q.push(s->gq[static_cast<std::size_t>(moved)])) break;  // full: leave the rest
   }
   s->gq.erase(s->gq.begin(), s->gq.begin() + moved);
+  s->gq_taken.store(s->gq_taken.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(moved),
+                    std::memory_order_relaxed);
   s->gq_size.store(static_cast<std::int64_t>(s->gq.size()), std::memory_order_release);
   return first;
 }

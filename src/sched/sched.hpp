@@ -171,7 +171,8 @@ struct sched {
   // fibers: moving a batch in or out is a copy of contiguous pointers, with
   // no cache miss per fiber while the lock is held.
   std::deque<fiber*> gq ABSL_GUARDED_BY(mu);
-  std::atomic<std::int64_t> gq_size{0};                 // written under mu; read racily as a hint
+  std::atomic<std::int64_t> gq_size{0};    // written under mu; read racily as a hint
+  std::atomic<std::uint64_t> gq_taken{0};  // fibers taken from gq so far (under mu; sysmon reads)
   std::vector<worker*> idle ABSL_GUARDED_BY(mu);        // sleeping workers (LIFO)
   std::vector<fiber*> free_fibers ABSL_GUARDED_BY(mu);  // spilled fiber records
 

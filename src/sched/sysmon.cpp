@@ -5,18 +5,28 @@
 // on a pipe, a C library that sleeps) or computes for a long time holds its
 // worker's P all that time. The monitor is one thread that looks at every
 // worker each tick (1 ms, backing off to 10 ms after 50 ticks in a row that
-// found nothing stuck, as Go's sysmon does). A worker is stuck when it has been running the same
-// fiber, without a single scheduling event on its P, for kStuckAfter. When some worker is stuck and
-// fibers are waiting (in a run queue, in the netpoller, or on a timer that is due) while no other
-// worker is idle to take them, the monitor starts a spare worker: an extra thread with one of the
-// spare Ps (sched::ps beyond nprocs) that runs fibers until it finds no more work or no worker is
-// stuck any more, then gives its queue back and exits. Go hands the stuck M's own P to a new M
-// instead; goro cannot take a P from under a fiber that is still running on it (there is no
-// entersyscall hook to make that safe), so the spare brings its own P. While both run, one more
-// thread than maxprocs runs fibers, as in Go while an M returns from a syscall.
+// found nothing stuck, as Go's sysmon does). A worker is stuck when it has
+// been running the same fiber, without a single scheduling event on its P,
+// for kStuckAfter; its fiber holds it when the thread sleeps in a syscall or
+// computes (not when the OS merely did not run it). When some worker is held
+// and runnable fibers starve (a run queue nobody has taken from for
+// kStarveAfter, or a timer overdue by as much) while no worker is idle to
+// take them, the monitor starts a spare worker: an extra thread with one of
+// the spare Ps (sched::ps beyond nprocs) that runs fibers until it finds no
+// more work or no worker is stuck any more, then gives its queue back and
+// exits. Go hands the stuck M's own P to a new M instead; goro cannot take a
+// P from under a fiber that is still running on it (there is no entersyscall
+// hook to make that safe), so the spare brings its own P. While both run, one
+// more thread than maxprocs runs fibers, as in Go while an M returns from a
+// syscall.
 //
-// It also reports, once per fiber: "goro: fiber N has blocked worker W for
-// X ms" (options::report_blocked silences it), and polls the netpoller when
+// A fiber that runs long while the other workers keep taking the fibers
+// waiting behind it (the main fiber spawning 100,000 others) starves nobody:
+// it is neither reported nor given a spare.
+//
+// It also reports each held worker while fibers starve, once per fiber:
+// "goro: fiber N has blocked worker W for X ms" (options::report_blocked
+// silences it), and polls the netpoller when
 // nobody has for 10 ms, so socket events reach a runtime whose workers are
 // all busy.
 #include <pthread.h>
@@ -43,12 +53,14 @@ constexpr nanos kTickMax = 10'000'000;       // 10 ms, as Go's sysmon
 constexpr int kQuietTicks = 50;              // quiet 1 ms ticks before backing off
 constexpr nanos kNetpollStale = 10'000'000;  // 10 ms, as Go's sysmon
 constexpr nanos kCpuSample = 5'000'000;      // CPU-time sampling for a hog: 5 ms
+constexpr nanos kStarveAfter = 10'000'000;   // runnable fibers nobody took for 10 ms
 
 struct watch {
   std::uint32_t tick = 0;
   std::uint64_t fiber = 0;
   nanos since = 0;
-  nanos cpu0 = -1;  // the thread's CPU time when first seen stuck
+  bool asleep = false;  // seen sleeping in a syscall at the last tick
+  nanos cpu0 = -1;      // the thread's CPU time when first seen stuck
   nanos wall0 = 0;
 };
 
@@ -76,13 +88,20 @@ char thread_state(int tid) {
   return paren != nullptr && paren[1] == ' ' ? paren[2] : 0;
 }
 
-// Whether a worker seen stuck is really held by its fiber, to report it: it
-// sleeps in a syscall, or it had the CPU for most of the time since it was
-// first seen stuck (a computation). A thread the OS merely did not run (an
-// overloaded machine) is not the fiber's doing; spares are started anyway.
+// Whether a worker seen stuck is really held by its fiber: it sleeps in a
+// syscall (at two ticks in a row: one sample may catch a brief wait on a
+// lock), or it had the CPU for most of the time since it was first seen
+// stuck (a computation). A thread the OS merely did not run (an overloaded
+// machine, a sanitizer's slowness) is not the fiber's doing, and a spare
+// thread would only compete with it for the same CPUs.
 bool held_by_fiber(worker* w, watch& st, nanos now) {
   const char state = thread_state(w->tid.load(std::memory_order_relaxed));
-  if (state == 'S' || state == 'D') return true;
+  if (state == 'S' || state == 'D') {
+    if (st.asleep) return true;
+    st.asleep = true;
+    return false;
+  }
+  st.asleep = false;
   const nanos cpu = thread_cpu(w);
   if (cpu < 0) return false;
   if (st.cpu0 < 0) {
@@ -94,15 +113,44 @@ bool held_by_fiber(worker* w, watch& st, nanos now) {
   return wall >= kCpuSample && 2 * (cpu - st.cpu0) >= wall;
 }
 
-bool work_waiting(sched* s, nanos now) {
-  if (s->gq_size.load(std::memory_order_relaxed) > 0) return true;
-  const int n = s->ps_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i) {
-    processor* p = s->ps[static_cast<std::size_t>(i)];
-    if (!p->q.empty() || p->runnext.load(std::memory_order_relaxed) != nullptr) return true;
+// Whether runnable fibers wait and nobody takes them: a run queue (a P's, or
+// the global one) that has held fibers for kStarveAfter without one being
+// taken, or a timer overdue by as much. Fibers that other workers keep
+// taking (a fiber spawning many while the others run them) are not waiting
+// on a stuck worker, however long it runs.
+class starvation {
+ public:
+  bool update(sched* s, nanos now) {
+    const int n = s->ps_used.load(std::memory_order_acquire);
+    if (ps_.size() < static_cast<std::size_t>(n)) ps_.resize(static_cast<std::size_t>(n));
+    bool starving = false;
+    for (int i = 0; i < n; ++i) {
+      processor* p = s->ps[static_cast<std::size_t>(i)];
+      fiber* next = p->runnext.load(std::memory_order_relaxed);
+      const bool waiting = !p->q.empty() || next != nullptr;
+      starving |= track(ps_[static_cast<std::size_t>(i)], waiting, p->q.taken(), next, now);
+    }
+    starving |= track(gq_, s->gq_size.load(std::memory_order_relaxed) > 0,
+                      s->gq_taken.load(std::memory_order_relaxed), nullptr, now);
+    return starving || next_timer(s) <= now - kStarveAfter;
   }
-  return next_timer(s) <= now;
-}
+
+ private:
+  struct queue {
+    std::uint64_t taken = 0;
+    const fiber* next = nullptr;
+    nanos since = 0;  // when it was last seen empty or taken from
+  };
+  static bool track(queue& q, bool waiting, std::uint64_t taken, const fiber* next, nanos now) {
+    if (!waiting || taken != q.taken || next != q.next) {
+      q = {taken, next, now};
+      return false;
+    }
+    return now - q.since >= kStarveAfter;
+  }
+  std::vector<queue> ps_;
+  queue gq_;
+};
 
 // Joins spare workers that have exited and gives their Ps back.
 void reap_spares(sched* s) {
@@ -154,6 +202,7 @@ void sysmon_main(sched* s) {
   // Fibers already reported (ids are never reused within a run): once per
   // fiber, whatever worker it blocks and however the worker set changes.
   absl::flat_hash_set<std::uint64_t> reported;
+  starvation waiting;
   nanos tick = kTickBusy;
   int quiet = 0;  // ticks in a row that found nothing stuck
   std::vector<worker*> all;
@@ -191,27 +240,26 @@ void sysmon_main(sched* s) {
         }
       }
     }
+    const bool starving = waiting.update(s, now);
     int running = 0;
     int stuck = 0;
-    int stuck_spares = 0;
+    int held = 0;
+    int held_spares = 0;
     for (worker* w : all) {
       watch& st = seen[w];
       const std::uint64_t id = w->running_id.load(std::memory_order_relaxed);
       const std::uint32_t t = w->p->schedtick.load(std::memory_order_relaxed);
       if (id != 0) ++running;
       if (id == 0 || id != st.fiber || t != st.tick) {
-        st.fiber = id;
-        st.tick = t;
-        st.since = now;
-        st.cpu0 = -1;
+        st = watch{t, id, now};
         continue;
       }
       if (now - st.since < kStuckAfter) continue;
       ++stuck;
-      if (w->spare) ++stuck_spares;
-      if (s->report_blocked && !reported.contains(id) && work_waiting(s, now) &&
-          held_by_fiber(w, st, now)) {
-        reported.insert(id);
+      if (!held_by_fiber(w, st, now)) continue;
+      ++held;
+      if (w->spare) ++held_spares;
+      if (starving && s->report_blocked && reported.insert(id).second) {
         std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms\n",
                      id, w->p->id, (now - st.since) / 1'000'000);
       }
@@ -227,15 +275,17 @@ void sysmon_main(sched* s) {
       tick = std::min(tick * 2, kTickMax);
     }
 
-    // One spare at a time per tick: a spare that is not itself stuck takes
-    // whatever is waiting; start another only while none is free to.
-    if (stuck == 0 || s->npidle.load() > 0 || !work_waiting(s, now)) continue;
+    // A spare when fibers starve behind workers their fibers hold, and no
+    // idle worker could take them. One at a time per tick: a spare that is
+    // not itself held takes whatever waits; start another only while none
+    // is free to.
+    if (!starving || held == 0 || s->npidle.load() > 0) continue;
     std::size_t spares = 0;
     {
       std::lock_guard lk(s->mu);
       spares = s->spares.size();
     }
-    if (static_cast<int>(spares) - stuck_spares <= 0) start_spare(s);
+    if (static_cast<int>(spares) - held_spares <= 0) start_spare(s);
   }
 }
 
