@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 
@@ -53,12 +54,12 @@ class group {
   ~group();
 
   template <class F>
-  void go(F&& f) {
-    go_impl(wrap(std::forward<F>(f)), /*block=*/true);
+  void go(F&& f, const std::source_location& where = std::source_location::current()) {
+    go_impl(wrap(std::forward<F>(f)), /*block=*/true, where);
   }
   template <class F>
-  bool try_go(F&& f) {
-    return go_impl(wrap(std::forward<F>(f)), /*block=*/false);
+  bool try_go(F&& f, const std::source_location& where = std::source_location::current()) {
+    return go_impl(wrap(std::forward<F>(f)), /*block=*/false, where);
   }
 
   // Waits for every fiber started so far; the first failure (see above).
@@ -87,7 +88,7 @@ class group {
     }
   }
 
-  bool go_impl(body f, bool block);
+  bool go_impl(body f, bool block, const std::source_location& where);
   void run(body& f);  // in the new fiber
   void fail(absl::Status st, std::exception_ptr e);
 

@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <source_location>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -40,6 +41,14 @@ namespace goro {
 class runtime_error : public std::logic_error {
  public:
   using std::logic_error::logic_error;
+};
+
+// What the runtime does when every fiber is asleep and nothing can wake one
+// (see options::on_deadlock).
+enum class deadlock_action {
+  abort,   // print the report and a fiber dump to stderr, then std::abort()
+  report,  // print them once per deadlock and keep waiting (attach a debugger)
+  ignore,  // do not look for deadlocks
 };
 
 // Runtime options. An aggregate: `goro::run({.maxprocs = 2}, fn)`.
@@ -71,6 +80,38 @@ struct options {
   // goro::blocking for the former). false silences it; the monitor still
   // starts spare workers so that the waiting fibers run.
   bool report_blocked = true;
+
+  // Deadlock detection, as Go's "all goroutines are asleep". The runtime is
+  // deadlocked when, for 20 ms on end: the main fiber is parked, no fiber is
+  // runnable, no timer is armed (a sleeping fiber, a timeout, a ticker), no
+  // fiber waits on a socket or in goro::blocking, and every OS thread of the
+  // process that is not the runtime's own is itself asleep in a goro call.
+  // That last rule is what keeps plain threads safe: goro cannot know which
+  // channels a thread holds, so any thread that is running (or blocked
+  // outside goro: in a join, a read, a std::mutex) counts as one that may
+  // still wake a fiber, and no deadlock is declared while one exists. A
+  // thread parked in a goro call can only be woken by a fiber or a timer, so
+  // it counts as asleep. It then prints
+  // `goro: fatal error: all fibers are asleep - deadlock!` and a fiber dump
+  // to stderr, and acts as this says.
+  deadlock_action on_deadlock = deadlock_action::abort;
+
+  // When main returns, print `goro: N fibers still alive when main returned`
+  // and a dump of them to stderr, if there are any (they are unwound after
+  // that, as always). For finding leaks; see also goro::check_no_leaks().
+  bool report_leaks = false;
+
+  // Print a fiber dump to stderr on SIGQUIT (Ctrl-\) and keep running,
+  // where Go would print its goroutine dump and exit. The handler is
+  // installed for the duration of run() and the previous one restored.
+  bool dump_on_sigquit = false;
+
+  // A debugging aid for race detectors: every fiber made runnable (readied,
+  // yielding, spawned) goes to the global queue instead of the current
+  // worker's, so it resumes on whichever worker takes it next and fibers
+  // migrate between threads as often as possible. Slow; also enabled by the
+  // environment variable GORO_DEBUG=migrate (the CI's TSan run sets it).
+  bool migrate_always = false;
 };
 
 // Runs `main_fn` as the main fiber on a fresh runtime and returns when it
@@ -87,7 +128,22 @@ void run(options opts, detail::task main_fn);
 inline void run(detail::task main_fn) { run(options{}, std::move(main_fn)); }
 
 namespace detail {
-void spawn(task t);
+void spawn(task t, const std::source_location& where);
+
+template <class F, class... Args>
+void spawn_with(const std::source_location& where, F&& f, Args&&... args) {
+  static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
+                "goro::go: f is not callable with these arguments");
+  if constexpr (sizeof...(Args) == 0) {
+    spawn(task(std::forward<F>(f)), where);
+  } else {
+    spawn(task([fn = std::decay_t<F>(std::forward<F>(f)),
+                tup = std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)]() mutable {
+            std::apply(std::move(fn), std::move(tup));
+          }),
+          where);
+  }
+}
 }  // namespace detail
 
 // Starts `f(args...)` in a new fiber, like Go's `go f(args...)`. `f` and
@@ -97,19 +153,56 @@ void spawn(task t);
 // running. An exception escaping `f` is fatal, like a Go panic: the runtime
 // prints `goro: panic in fiber N: <what()>` and a fiber dump to stderr, then
 // calls std::abort().
-template <class F, class... Args>
-void go(F&& f, Args&&... args) {
-  static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
-                "goro::go: f is not callable with these arguments");
-  if constexpr (sizeof...(Args) == 0) {
-    detail::spawn(detail::task(std::forward<F>(f)));
-  } else {
-    detail::spawn(detail::task(
-        [fn = std::decay_t<F>(std::forward<F>(f)),
-         tup = std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)]() mutable {
-          std::apply(std::move(fn), std::move(tup));
-        }));
-  }
+//
+// The call site is remembered as the fiber's spawn site, which dumps, the
+// deadlock report and the blocked-worker report print (Go's "created by").
+// A default argument cannot follow a parameter pack, so there is one overload
+// per argument count up to six; with more arguments the site is not recorded.
+template <class F>
+void go(F&& f, const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f));
+}
+template <class F, class A1>
+void go(F&& f, A1&& a1, const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1));
+}
+template <class F, class A1, class A2>
+void go(F&& f, A1&& a1, A2&& a2,
+        const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+}
+template <class F, class A1, class A2, class A3>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3,
+        const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+}
+template <class F, class A1, class A2, class A3, class A4>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+        const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3), std::forward<A4>(a4));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5,
+        const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5, class A6>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5, A6&& a6,
+        const std::source_location& where = std::source_location::current()) {
+  detail::spawn_with(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5),
+                     std::forward<A6>(a6));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5, class A6, class A7,
+          class... More>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5, A6&& a6, A7&& a7, More&&... more) {
+  detail::spawn_with(std::source_location(), std::forward<F>(f), std::forward<A1>(a1),
+                     std::forward<A2>(a2), std::forward<A3>(a3), std::forward<A4>(a4),
+                     std::forward<A5>(a5), std::forward<A6>(a6), std::forward<A7>(a7),
+                     std::forward<More>(more)...);
 }
 
 // Lets other runnable fibers run, like runtime.Gosched(); the caller stays

@@ -45,11 +45,11 @@ namespace {
 // Parks with `w` linked into `q` and the channel lock `mu` held; the lock is
 // released after the switch. On shutdown unwinding, unlinks `w` again before
 // the exception propagates.
-void park_linked(spinlock& mu, waitq& q, chan_waiter& w,
-                 const char* reason) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void park_linked(spinlock& mu, waitq& q, chan_waiter& w, const char* reason,
+                 const void* obj) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   auto unlock = [&mu]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu.unlock(); };
   try {
-    w.pk->park(unlock, reason);
+    w.pk->park(unlock, reason, obj);
   } catch (...) {
     std::lock_guard lk(mu);
     if (w.linked) q.remove(&w);
@@ -365,7 +365,7 @@ bool chan_base::send(void* src, bool block) {
         return true;
       }
     }
-    park_linked(mu_, sendq_, w, "chan send");
+    park_linked(mu_, sendq_, w, "chan send", this);
     if (w.retry) continue;
     if (!w.success) throw_closed_send();
     return true;
@@ -411,7 +411,7 @@ int chan_base::recv(void* dst, bool block) {
         return 1;
       }
     }
-    park_linked(mu_, recvq_, w, "chan receive");
+    park_linked(mu_, recvq_, w, "chan receive", this);
     if (w.retry) continue;
     return w.success ? 1 : 0;
   }

@@ -102,6 +102,20 @@ bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
   return bctx::jump_fcontext(w->g0, &w->sw);
 }
 
+// GORO_LOCK_CHECKS: the fiber that just switched away left no internal
+// spinlock held on this thread (the park protocol's lock is released by the
+// unlock callback, which has run).
+inline void check_no_locks_held([[maybe_unused]] fiber* f, [[maybe_unused]] const char* what) {
+#if defined(GORO_LOCK_CHECKS)
+  if (t_spinlocks_held != 0) [[unlikely]] {
+    const std::source_location& at = f->spawned_at;
+    fatal("goro: fiber %" PRIu64 " %s while holding %d internal lock(s) (spawned at %s:%u)", f->id,
+          what, t_spinlocks_held, at.line() != 0 ? at.file_name() : "goro::run",
+          static_cast<unsigned>(at.line()));
+  }
+#endif
+}
+
 void after_switch(bctx::transfer_t t) {
   worker* w = current_worker();
   switch_record& sw = *static_cast<switch_record*>(t.data);
@@ -117,14 +131,18 @@ void after_switch(bctx::transfer_t t) {
     case after::nothing:
       break;
     case after::requeue:
+      check_no_locks_held(from, "yielded");
       set_state(from, fiber_state::running, fiber_state::runnable);
       runq_put(w->p, from, false);
       break;
     case after::park:
       set_state(from, fiber_state::running, fiber_state::parked);
       if (!sw.unlock(sw.unlock_arg)) {
+        check_no_locks_held(from, "parked");
         set_state(from, fiber_state::parked, fiber_state::runnable);
         runq_put(w->p, from, true);
+      } else {
+        check_no_locks_held(from, "parked");
       }
       break;
     case after::release:
@@ -170,7 +188,7 @@ void exit_fiber() {
   fatal("goro: internal error: a dead fiber was resumed");
 }
 
-void park(park_callback unlock, void* arg, const char* reason) {
+void park(park_callback unlock, void* arg, const char* reason, const void* obj) {
   worker* w = current_worker();
   fiber* self = w != nullptr ? w->current : nullptr;
   if (self == nullptr) fatal("goro: internal error: park() outside a fiber");
@@ -181,6 +199,8 @@ void park(park_callback unlock, void* arg, const char* reason) {
           self->id, reason);
   }
   self->wait_reason = reason;
+  self->wait_obj = obj;
+  self->wait_since = coarse_now();
   check_stack(self);
   w->sw = switch_record{self, after::park, unlock, arg};
   fiber* next = next_local(w);

@@ -267,8 +267,8 @@ absl::Status wait_ready(poll_desc* pd, poll_mode mode, const context* ctx, nanos
   g_netpoll_waiters.fetch_add(1, std::memory_order_relaxed);
   woke_by by = woke_by::signal;
   try {
-    by = park_until(w.pk, unlock, mode == poll_read ? "netpoll read" : "netpoll write", deadline,
-                    ctx, remove);
+    by = park_until(w.pk, unlock, mode == poll_read ? "io read" : "io write", deadline, ctx, remove,
+                    pd);
   } catch (...) {
     g_netpoll_waiters.fetch_sub(1, std::memory_order_relaxed);
     if (!remove()) {

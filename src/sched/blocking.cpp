@@ -170,6 +170,7 @@ class blocking_pool {
   }
 
   void thread_main() {
+    runtime_thread_scope counted;
     pthread_setname_np(pthread_self(), "goro-blocking");
     std::unique_lock lk(mu_);
     auto idle_since = std::chrono::steady_clock::now();
@@ -248,7 +249,7 @@ void blocking_submit(absl::AnyInvocable<void() &&> job) {
   p.announce();
   auto unlock = [&p, &j] { p.push(&j); };
   try {
-    j.pk.park(unlock, "blocking");
+    j.pk.park(unlock, "blocking", &j);
   } catch (const forced_unwind&) {
     // Unwound at exit. A job no thread has started is dropped; a running one
     // may still use this stack, so wait for it.

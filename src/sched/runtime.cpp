@@ -17,7 +17,9 @@
 //      fibers; the loop runs until the queues and registries are empty.
 //   6. Everything is freed (stacks unmapped), and the main exception, if any,
 //      is rethrown.
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include <iostream>
 #include <mutex>
 #include <shared_mutex>
+#include <string_view>
 #include <thread>
 
 #include "fiber/sanitizer.hpp"
@@ -36,6 +39,7 @@
 namespace goro::detail {
 
 int default_maxprocs();                           // maxprocs.cpp
+bool debug_flag(std::string_view name);           // diag.cpp: GORO_DEBUG=name[,name]
 void install_overflow_handler(std::size_t page);  // overflow.cpp
 void* enter_altstack();
 void leave_altstack(void* alt);
@@ -78,6 +82,7 @@ void init_g0(worker* w) {
 }  // namespace
 
 void worker_main(worker* w) {
+  runtime_thread_scope counted;
   w->tid.store(static_cast<int>(::gettid()), std::memory_order_relaxed);
   set_current_worker(w);
   init_g0(w);
@@ -177,7 +182,11 @@ sched::sched(const options& o)
     : nprocs(o.maxprocs > 0 ? o.maxprocs : default_maxprocs()),
       stacks(o.stack_size > 0 ? o.stack_size : kDefaultStackSize,
              o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks),
-      report_blocked(o.report_blocked) {}
+      report_blocked(o.report_blocked),
+      on_deadlock(o.on_deadlock),
+      report_leaks(o.report_leaks),
+      dump_on_sigquit(o.dump_on_sigquit),
+      migrate_always(o.migrate_always || debug_flag("migrate")) {}
 
 void print_panic(fiber* f, const char* what) {
   std::fprintf(stderr, "goro: panic in fiber %" PRIu64 ": %s\n\n", f->id, what);
@@ -187,12 +196,13 @@ void print_panic(fiber* f, const char* what) {
   std::abort();
 }
 
-void spawn(task t) {
+void spawn(task t, const std::source_location& where) {
   worker* w = current_worker();
   if (w != nullptr) {
     sched* s = w->s;
     fiber* f = alloc_fiber(s, w->p);
     f->fn = std::move(t);
+    f->spawned_at = where;
     add_live(w->p, 1);
     runq_put(w->p, f, true);
     wakep_if_needed(s);
@@ -204,6 +214,7 @@ void spawn(task t) {
     throw runtime_error("goro::go: no runtime is running (call it inside goro::run)");
   fiber* f = alloc_fiber(s, nullptr);
   f->fn = std::move(t);
+  f->spawned_at = where;
   s->external_live.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lk(s->mu);
@@ -240,9 +251,11 @@ void run(options opts, detail::task main_fn) {
     s->free_spare_ps.push_back(s->ps[static_cast<std::size_t>(i)]);  // lowest index first out
   }
   s->ps_used.store(s->nprocs);
+  for (processor* p : s->ps) p->migrate = s->migrate_always;
 
   fiber* m = alloc_fiber(s, nullptr);
   m->is_main = true;
+  s->main_fiber = m;
   m->fn = task([s, fn = std::move(main_fn)]() mutable {
     try {
       fn();
@@ -251,6 +264,7 @@ void run(options opts, detail::task main_fn) {
     } catch (...) {
       s->main_exception = std::current_exception();
     }
+    report_leaks_at_exit(s);
     stop_workers(s);
     s->main_done.store(1, std::memory_order_release);
     futex_wake(&s->main_done);
@@ -266,11 +280,20 @@ void run(options opts, detail::task main_fn) {
     g_sched.store(s, std::memory_order_release);
   }
 
-  for (worker* w : s->ws) w->thread = std::thread(worker_main, w);
-  s->sysmon = std::thread(sysmon_main, s);
-  while (s->main_done.load(std::memory_order_acquire) == 0) futex_wait(&s->main_done, 0);
-  sysmon_stop(s);
-  for (worker* w : s->ws) w->thread.join();
+  install_sigquit(s);
+  // Opened before any fiber runs, so that fd counts taken by the program
+  // see it all along (the deadlock detector reads it).
+  s->stat_fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  {
+    runtime_thread_scope waiting;  // not a thread that could wake a fiber
+    for (worker* w : s->ws) w->thread = std::thread(worker_main, w);
+    s->sysmon = std::thread(sysmon_main, s);
+    while (s->main_done.load(std::memory_order_acquire) == 0) futex_wait(&s->main_done, 0);
+    sysmon_stop(s);
+    for (worker* w : s->ws) w->thread.join();
+  }
+  uninstall_sigquit(s);
+  if (s->stat_fd >= 0) ::close(s->stat_fd);
   {
     std::unique_lock gate(g_gate);
     g_sched.store(nullptr, std::memory_order_release);
@@ -323,36 +346,6 @@ std::int64_t num_fibers() {
 std::uint64_t fiber_id() {
   detail::fiber* f = detail::current_fiber();
   return f != nullptr ? f->id : 0;
-}
-
-void dump(std::ostream& os) {
-  using namespace detail;
-  sched* s = nullptr;
-  std::shared_lock<std::shared_mutex> gate;
-  if (worker* w = current_worker()) {
-    s = w->s;
-  } else {
-    gate = std::shared_lock(g_gate);
-    s = g_sched.load();
-  }
-  if (s == nullptr) {
-    os << "goro: no runtime is running\n";
-    return;
-  }
-  const std::int64_t live = live_fibers(s);
-  std::int64_t listed = 0;
-  os << "goro: " << live << " fibers, maxprocs " << s->nprocs << "\n";
-  for (processor* p : s->ps) {
-    std::lock_guard lk(p->reg_mu);
-    for (fiber* f = p->reg_head; f != nullptr; f = f->reg_next) {
-      ++listed;
-      fiber_state st = f->state.load(std::memory_order_relaxed);
-      os << "fiber " << f->id << (f->is_main ? " [main]" : "") << " [" << to_string(st);
-      if (st == fiber_state::parked && f->wait_reason != nullptr) os << ": " << f->wait_reason;
-      os << "]\n";
-    }
-  }
-  if (live > listed) os << "and " << (live - listed) << " fibers not started yet\n";
 }
 
 }  // namespace goro

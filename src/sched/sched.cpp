@@ -94,6 +94,14 @@ fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
   std::int64_t n = size / s->nprocs + 1;
   if (n > size) n = size;
   if (n > static_cast<std::int64_t>(runq::kSize / 2)) n = runq::kSize / 2;
+  if (p->migrate) {
+    // options::migrate_always: take one, at random (FIFO order would keep
+    // workers that run in lockstep taking back the fibers they gave up).
+    n = 1;
+    if (worker* w = current_worker(); w != nullptr && size > 1) {
+      std::swap(s->gq[0], s->gq[next_random(w) % static_cast<std::uint64_t>(size)]);
+    }
+  }
   fiber* first = s->gq.front();
   std::int64_t moved = 1;
   for (; moved < n; ++moved) {
@@ -316,6 +324,17 @@ void fatal(const char* fmt, ...) {
 }
 
 void runq_put(processor* p, fiber* f, bool next) {
+  if (p->migrate) [[unlikely]] {
+    // options::migrate_always: whichever worker comes next takes it, and
+    // an idle one is woken to compete for it.
+    sched* s = current_worker()->s;
+    {
+      std::lock_guard lk(s->mu);
+      gq_push_locked(s, &f, 1);
+    }
+    wakep_if_needed(s);
+    return;
+  }
   if (next) {
     f = p->runnext.exchange(f, std::memory_order_acq_rel);
     if (f == nullptr) return;
@@ -567,6 +586,8 @@ void free_fiber(sched* s, processor* p, fiber* f) {
   f->asan_fake_stack = nullptr;
   f->tsan = nullptr;
   f->wait_reason = nullptr;
+  f->wait_obj = nullptr;
+  f->spawned_at = std::source_location();
   p->free_fibers.push_back(f);
   if (p->free_fibers.size() > kMaxFreeFibers) {
     std::lock_guard lk(s->mu);
@@ -588,7 +609,7 @@ void ready_many(fiber* const* fs, std::size_t n) {
   worker* w = current_worker();
   sched* s = w != nullptr ? w->s : g_sched.load(std::memory_order_acquire);
   std::size_t i = 0;
-  if (w != nullptr) {
+  if (w != nullptr && !w->p->migrate) {
     while (i < n && w->p->q.push(fs[i])) ++i;
   }
   if (i < n) {

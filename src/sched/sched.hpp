@@ -28,14 +28,17 @@
 #pragma once
 
 #include <boost/context/detail/fcontext.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <iosfwd>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -78,10 +81,14 @@ struct fiber {
   processor* reg_p = nullptr;  // whose registry holds it (started fibers only)
   fiber* reg_prev = nullptr;   // registry links; guarded by reg_p->reg_mu
   fiber* reg_next = nullptr;
-  void* asan_fake_stack = nullptr;    // ASan bookkeeping across switches
-  void* tsan = nullptr;               // TSan fiber handle, created at first run
-  local_storage* locals = nullptr;    // fiber_local values; owned
-  const char* wait_reason = nullptr;  // what it is parked on (for dumps)
+  void* asan_fake_stack = nullptr;  // ASan bookkeeping across switches
+  void* tsan = nullptr;             // TSan fiber handle, created at first run
+  local_storage* locals = nullptr;  // fiber_local values; owned
+  // For dumps, the deadlock report and the debugger (tools/goro-gdb.py):
+  const char* wait_reason = nullptr;  // what it is parked on
+  const void* wait_obj = nullptr;     // the object it waits on (a channel, a mutex...), if any
+  nanos wait_since = 0;               // coarse clock (coarse_now()) when it parked
+  std::source_location spawned_at;    // where go() was called (empty for the main fiber)
 };
 
 void set_state(fiber* f, fiber_state from, fiber_state to);
@@ -93,6 +100,7 @@ struct processor {
   runq q;                                   // see runq.hpp
   std::atomic<fiber*> runnext{nullptr};     // owner sets; owner and thieves take
   std::atomic<std::uint32_t> schedtick{0};  // owner writes, sysmon reads: schedules so far
+  bool migrate = false;                     // sched::migrate_always, at hand for runq_put
   std::uint32_t runnext_streak = 0;         // owner only: consecutive runnext picks
   stack_cache stacks;                       // owner only
   std::vector<fiber*> free_fibers;          // owner only: recycled records
@@ -203,9 +211,49 @@ struct sched {
   std::atomic<int> ps_used{0};
   std::atomic<int> nstuck{0};  // workers sysmon saw stuck at its last tick
 
+  // Diagnostics (diag.cpp).
+  const deadlock_action on_deadlock;
+  const bool report_leaks;
+  const bool dump_on_sigquit;
+  const bool migrate_always;  // options::migrate_always or GORO_DEBUG=migrate
+  fiber* main_fiber = nullptr;
+  int stat_fd = -1;  // /proc/self/stat, open for the whole run (diag.cpp)
+
   std::exception_ptr main_exception;        // written by the main fiber
   std::atomic<std::uint32_t> main_done{0};  // futex word for run()'s caller
 };
+
+// Threads the runtime owns while they live (workers, spares, sysmon, the
+// goro::blocking pool, run()'s caller while it waits), and plain OS threads
+// asleep in a goro wait. The deadlock detector counts every other thread of
+// the process as one that may still wake a fiber.
+inline std::atomic<int> g_runtime_threads{0};
+inline std::atomic<int> g_threads_parked{0};
+struct runtime_thread_scope {
+  runtime_thread_scope() { g_runtime_threads.fetch_add(1, std::memory_order_relaxed); }
+  ~runtime_thread_scope() { g_runtime_threads.fetch_sub(1, std::memory_order_relaxed); }
+  runtime_thread_scope(const runtime_thread_scope&) = delete;
+  runtime_thread_scope& operator=(const runtime_thread_scope&) = delete;
+};
+
+// Diagnostics (diag.cpp). Each sysmon tick: looks for a deadlock and acts on
+// it, and prints a dump if SIGQUIT asked for one.
+struct deadlock_watch {
+  bool candidate = false;
+  std::uint64_t progress = 0;
+  nanos since = 0;
+  bool reported = false;
+};
+void diag_tick(sched* s, deadlock_watch& dw, nanos now);
+void install_sigquit(sched* s);
+void uninstall_sigquit(sched* s);
+// The main fiber returned: prints the leak report if asked for.
+void report_leaks_at_exit(sched* s);
+// "spawned at F:L in FN" (or "started by goro::run") for the started fiber
+// with this id, looked up in the registries.
+std::string describe_spawn(sched* s, std::uint64_t id);
+// Writes the dump of every fiber.
+void dump_fibers(sched* s, std::ostream& os);
 
 // A full barrier between a store and a following load on another variable
 // (Dekker). TSan does not model std::atomic_thread_fence, so under TSan an
@@ -237,7 +285,7 @@ fiber* current_fiber() noexcept;
 // made the fiber visible to wakers. If it returns false the fiber is made
 // runnable again at once. Returns when someone calls ready(fiber). Throws the
 // runtime's unwind exception if the runtime is shutting down.
-void park(park_callback unlock, void* arg, const char* reason);
+void park(park_callback unlock, void* arg, const char* reason, const void* obj = nullptr);
 
 // Makes a parked fiber runnable (on the caller's P's runnext slot when the
 // caller is a fiber, else on the global queue) and wakes an idle worker if

@@ -36,10 +36,12 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
 
 #include "net/netpoll.hpp"
 #include "sched/sched.hpp"
@@ -152,6 +154,13 @@ class starvation {
   queue gq_;
 };
 
+// "goro: fiber N has blocked worker W for X ms (spawned at F:L in FN)".
+void report_blocked(worker* w, std::uint64_t id, nanos held) {
+  const std::string where = describe_spawn(w->s, id);
+  std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms (%s)\n",
+               id, w->p->id, held / 1'000'000, where.c_str());
+}
+
 // Joins spare workers that have exited and gives their Ps back.
 void reap_spares(sched* s) {
   std::vector<worker*> done;
@@ -198,6 +207,8 @@ void start_spare(sched* s) {
 }  // namespace
 
 void sysmon_main(sched* s) {
+  runtime_thread_scope counted;
+  deadlock_watch deadlock;
   absl::flat_hash_map<const worker*, watch> seen;
   // Fibers already reported (ids are never reused within a run): once per
   // fiber, whatever worker it blocks and however the worker set changes.
@@ -215,6 +226,7 @@ void sysmon_main(sched* s) {
     if (s->stopping.load(std::memory_order_acquire)) break;
     reap_spares(s);
     const nanos now = mono_now();
+    diag_tick(s, deadlock, now);
 
     // Sockets: if nobody polled for a while (every worker busy), poll here;
     // the woken fibers go to the global queue.
@@ -259,9 +271,11 @@ void sysmon_main(sched* s) {
       if (!held_by_fiber(w, st, now)) continue;
       ++held;
       if (w->spare) ++held_spares;
-      if (starving && s->report_blocked && reported.insert(id).second) {
-        std::fprintf(stderr, "goro: fiber %" PRIu64 " has blocked worker %d for %" PRId64 " ms\n",
-                     id, w->p->id, (now - st.since) / 1'000'000);
+      // Reported when others starve, and always when the thread sleeps in a
+      // syscall (a read, a std::mutex, a std::condition_variable): a worker
+      // must never do that, whether or not anyone waits yet.
+      if ((starving || st.asleep) && s->report_blocked && reported.insert(id).second) {
+        report_blocked(w, id, now - st.since);
       }
     }
     s->nstuck.store(stuck, std::memory_order_relaxed);

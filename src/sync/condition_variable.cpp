@@ -92,9 +92,9 @@ std::cv_status condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::i
   woke_by by = woke_by::signal;
   try {
     if (deadline == kNever) {
-      w.pk.park(unlock, "cond wait");
+      w.pk.park(unlock, "cond wait", this);
     } else {
-      by = park_until(w.pk, unlock, "cond wait", deadline, nullptr, remove);
+      by = park_until(w.pk, unlock, "cond wait", deadline, nullptr, remove, this);
     }
   } catch (...) {
     // Unwound at runtime exit: leave without the mutex (see the header).

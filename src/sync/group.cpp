@@ -29,7 +29,7 @@ void group::set_limit(std::int64_t n) {
   limit_ = n < 0 ? nullptr : std::make_unique<semaphore>(n);
 }
 
-bool group::go_impl(body f, bool block) {
+bool group::go_impl(body f, bool block, const std::source_location& where) {
   if (limit_ != nullptr) {
     if (limit_->size() == 0) {
       if (!block) return false;
@@ -44,7 +44,7 @@ bool group::go_impl(body f, bool block) {
   active_.fetch_add(1, std::memory_order_relaxed);
   wg_.add(1);
   try {
-    goro::go([this, f = std::move(f)]() mutable { run(f); });
+    detail::spawn(detail::task([this, f = std::move(f)]() mutable { run(f); }), where);
   } catch (...) {
     active_.fetch_sub(1, std::memory_order_relaxed);
     if (limit_ != nullptr) limit_->release(1);

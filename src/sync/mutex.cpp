@@ -90,7 +90,7 @@ void mutex::lock_slow(std::int32_t old) {
     if (wait_start == 0) wait_start = mono_now();
     bool queued = false;
     try {
-      sema_acquire(&sema_, lifo, "mutex", &queued);
+      sema_acquire(&sema_, lifo, "mutex", &queued, this);
     } catch (...) {
       // Unwound at exit while still queued: count ourselves out. (Unwound
       // just after being woken, the unlocker already did.)
@@ -172,7 +172,7 @@ void mutex::check_owner() const {
 void shared_mutex::lock_shared_slow() {
   // A writer holds or waits for the lock: queue behind it; its unlock()
   // releases one token per reader that counted itself meanwhile.
-  detail::sema_acquire(&reader_sem_, false, "shared_mutex.lock_shared");
+  detail::sema_acquire(&reader_sem_, false, "shared_mutex.lock_shared", nullptr, this);
 }
 
 void shared_mutex::unlock_shared_slow(std::int32_t r) {
@@ -201,7 +201,7 @@ void shared_mutex::lock() {
   const std::int32_t r = readers_.fetch_sub(kMaxReaders, std::memory_order_acq_rel);
   if (r != 0 && departing_.fetch_add(r, std::memory_order_acq_rel) + r != 0) {
     try {
-      detail::sema_acquire(&writer_sem_, false, "shared_mutex.lock");
+      detail::sema_acquire(&writer_sem_, false, "shared_mutex.lock", nullptr, this);
     } catch (...) {
       // Unwound at exit: undo the announcement (the readers' departures
       // then no longer expect a writer).

@@ -93,9 +93,9 @@ absl::Status semaphore::acquire_impl(const context* ctx, std::int64_t n) {
   detail::woke_by by = detail::woke_by::signal;
   try {
     if (ctx == nullptr) {
-      w.pk.park(unlock, "semaphore");
+      w.pk.park(unlock, "semaphore", this);
     } else {
-      by = detail::park_until(w.pk, unlock, "semaphore", detail::kNoTimer, ctx, remove);
+      by = detail::park_until(w.pk, unlock, "semaphore", detail::kNoTimer, ctx, remove, this);
     }
   } catch (...) {
     // Unwound at runtime exit: give back what we may have been granted.

@@ -69,12 +69,13 @@ void fire_func(timer_node* n, std::uint64_t seq, nanos) {
   }
   ref_impl(t, +1);
   spawn(task([t] {
-    struct release {
-      timer_impl* t;
-      ~release() { ref_impl(t, -1); }
-    } r{t};
-    t->func();
-  }));
+          struct release {
+            timer_impl* t;
+            ~release() { ref_impl(t, -1); }
+          } r{t};
+          t->func();
+        }),
+        std::source_location::current());  // an after_func timer's fiber
 }
 
 void fire_call(timer_node* n, std::uint64_t seq, nanos) {

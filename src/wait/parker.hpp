@@ -29,6 +29,16 @@
 namespace goro::detail {
 
 // Single use: one park() (or park_thread_until()) matched by one unpark().
+// A plain OS thread asleep in an untimed goro wait, for the deadlock
+// detector: only a fiber (or a runtime timer) can wake it, so it cannot wake
+// one by itself. A timed wait wakes on its own and does not count.
+struct thread_asleep {
+  thread_asleep() { g_threads_parked.fetch_add(1, std::memory_order_relaxed); }
+  ~thread_asleep() { g_threads_parked.fetch_sub(1, std::memory_order_relaxed); }
+  thread_asleep(const thread_asleep&) = delete;
+  thread_asleep& operator=(const thread_asleep&) = delete;
+};
+
 class parker {
  public:
   parker() : f_(current_fiber()) {}
@@ -41,18 +51,20 @@ class parker {
   // Blocks until unpark(). `unlock()` (void) is called exactly once, when the
   // caller can safely be woken. On a fiber, throws the runtime's unwind
   // exception at shutdown: callers must then unlink their record (RAII).
+  // `reason` and `obj` (the object waited on, if any) are for dumps.
   template <class Unlock>
-  void park(Unlock& unlock, const char* reason) {
+  void park(Unlock& unlock, const char* reason, const void* obj = nullptr) {
     if (f_ != nullptr) {
       detail::park(
           [](void* u) {
             (*static_cast<Unlock*>(u))();
             return true;
           },
-          &unlock, reason);
+          &unlock, reason, obj);
       return;
     }
     unlock();
+    thread_asleep counted;
     while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
   }
 
@@ -63,7 +75,7 @@ class parker {
   // wait_unparked().
   template <class Unlock>
   bool park_thread_until(Unlock& unlock, std::int64_t deadline) {
-    unlock();
+    unlock();  // not thread_asleep: the deadline wakes it, and then it may wake a fiber
     for (;;) {
       if (word_.load(std::memory_order_acquire) != 0) return true;
       const std::int64_t left = deadline - mono_now();
@@ -73,6 +85,7 @@ class parker {
   }
   // An OS thread whose record a waker has taken: waits for that unpark().
   void wait_unparked() {
+    thread_asleep counted;
     while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
   }
 

@@ -69,10 +69,10 @@ bool wait_on_impl(const void* key, absl::FunctionRef<bool()> should_wait, const 
   };
   try {
     if (ctx == nullptr) {
-      w.pk.park(unlock, reason);
+      w.pk.park(unlock, reason, key);
       return true;
     }
-    return park_until(w.pk, unlock, reason, kNoTimer, ctx, remove) != woke_by::context;
+    return park_until(w.pk, unlock, reason, kNoTimer, ctx, remove, key) != woke_by::context;
   } catch (...) {
     // Unwound at shutdown while queued: leave no dangling record behind.
     remove();
@@ -122,7 +122,7 @@ std::size_t wake_claimed(const void* key, absl::FunctionRef<std::size_t()> claim
 }
 
 void sema_acquire(std::atomic<std::uint32_t>* addr, bool lifo, const char* reason,
-                  bool* unwound_queued) {
+                  bool* unwound_queued, const void* obj) {
   if (try_take(addr)) return;
   bucket& b = bucket_for(addr);
   for (;;) {
@@ -143,7 +143,7 @@ void sema_acquire(std::atomic<std::uint32_t>* addr, bool lifo, const char* reaso
     }
     auto unlock = [&b]() ABSL_NO_THREAD_SAFETY_ANALYSIS { b.mu.unlock(); };
     try {
-      w.pk.park(unlock, reason);
+      w.pk.park(unlock, reason, obj != nullptr ? obj : addr);
     } catch (...) {
       b.mu.lock();
       const bool queued = w.linked;

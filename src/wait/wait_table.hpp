@@ -57,8 +57,9 @@ std::size_t wake_claimed(const void* key, absl::FunctionRef<std::size_t()> claim
 // If a fiber is unwound at runtime exit while it waits, sema_acquire rethrows
 // after setting *unwound_queued (if given) to whether it was still queued (a
 // waiter already dequeued was counted out by its releaser).
+// `obj` is what dumps name as waited on (default: addr).
 void sema_acquire(std::atomic<std::uint32_t>* addr, bool lifo, const char* reason,
-                  bool* unwound_queued = nullptr);
+                  bool* unwound_queued = nullptr, const void* obj = nullptr);
 bool sema_release(std::atomic<std::uint32_t>* addr, bool handoff);
 
 }  // namespace goro::detail

@@ -54,7 +54,7 @@ void wait_flag(const std::atomic<bool>& f) {
 }  // namespace
 
 woke_by park_until(parker& pk, absl::FunctionRef<void()> unlock, const char* reason, nanos deadline,
-                   const context* ctx, absl::FunctionRef<bool()> remove) {
+                   const context* ctx, absl::FunctionRef<bool()> remove, const void* obj) {
   sources s;
   s.pk = &pk;
   s.remove = &remove;
@@ -99,14 +99,14 @@ woke_by park_until(parker& pk, absl::FunctionRef<void()> unlock, const char* rea
   };
   if (pk.on_fiber()) {
     try {
-      pk.park(do_unlock, reason);
+      pk.park(do_unlock, reason, obj);
     } catch (...) {
       if (ended) wait_flag(s.unlock_done);
       disarm();
       throw;
     }
   } else if (deadline == kNoTimer) {
-    pk.park(do_unlock, reason);
+    pk.park(do_unlock, reason, obj);
   } else if (!pk.park_thread_until(do_unlock, deadline)) {
     // Timed out: ours to leave only if no waker has taken the record.
     if (remove()) {

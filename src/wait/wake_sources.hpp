@@ -31,6 +31,6 @@ enum class woke_by : std::uint8_t { signal, deadline, context };
 // says which. On a fiber unwound at exit it disarms and rethrows; the caller
 // then unlinks its record.
 woke_by park_until(parker& pk, absl::FunctionRef<void()> unlock, const char* reason, nanos deadline,
-                   const context* ctx, absl::FunctionRef<bool()> remove);
+                   const context* ctx, absl::FunctionRef<bool()> remove, const void* obj = nullptr);
 
 }  // namespace goro::detail

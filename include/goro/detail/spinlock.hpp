@@ -25,9 +25,22 @@ inline void cpu_relax() {
 #endif
 }
 
+// With GORO_LOCK_CHECKS (the library's debug builds, meson option
+// lock_checks), each thread counts the spinlocks it holds; the scheduler
+// aborts when a fiber parks or yields with any still held (the park
+// protocol's own lock is released by then). Only the library's own
+// translation units lock these, so the count is consistent.
+#if defined(GORO_LOCK_CHECKS)
+inline thread_local int t_spinlocks_held = 0;
+#define GORO_LOCK_COUNT(d) (::goro::detail::t_spinlocks_held += (d))
+#else
+#define GORO_LOCK_COUNT(d) ((void)0)
+#endif
+
 class ABSL_LOCKABLE spinlock {
  public:
   void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    GORO_LOCK_COUNT(1);
     for (int spins = 0;; ++spins) {
       if (!locked_.exchange(true, std::memory_order_acquire)) return;
       while (locked_.load(std::memory_order_relaxed)) {
@@ -41,10 +54,15 @@ class ABSL_LOCKABLE spinlock {
     }
   }
   bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
+    const bool ok = !locked_.load(std::memory_order_relaxed) &&
+                    !locked_.exchange(true, std::memory_order_acquire);
+    if (ok) GORO_LOCK_COUNT(1);
+    return ok;
   }
-  void unlock() ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
+  void unlock() ABSL_UNLOCK_FUNCTION() {
+    GORO_LOCK_COUNT(-1);
+    locked_.store(false, std::memory_order_release);
+  }
 
  private:
   // A few microseconds of pausing (longer than any critical section that is
