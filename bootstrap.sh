@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(g++ meson ninja-build pkg-config libboost-context-dev libboost-test-dev libabsl-dev)
+packages=(g++ meson ninja-build pkg-config libboost-context-dev libboost-test-dev libabsl-dev gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
