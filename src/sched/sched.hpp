@@ -27,8 +27,8 @@
 //   running  --(function returned)--> dead   (record recycled after the switch)
 #pragma once
 
-#include <boost/context/detail/fcontext.hpp>
 #include <unistd.h>
+#include <boost/context/detail/fcontext.hpp>
 
 #include <atomic>
 #include <condition_variable>
