@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -36,37 +37,15 @@ std::size_t count(const std::string& s, const std::string& what) {
   return n;
 }
 
-// Runs `body` in a child process and checks it died of SIGABRT after
-// printing the deadlock report, within 1 s. Returns its stderr.
-std::string expect_deadlock(const std::function<void()>& body) {
-  const auto t0 = std::chrono::steady_clock::now();
-  goro_test::child_result r = goro_test::run_in_child(body);
-  const double ms = goro_test::ms_since(t0);
-  BOOST_TEST_INFO("stderr: " << r.err);
-  BOOST_CHECK(r.signaled);
-  BOOST_CHECK_EQUAL(r.signal, SIGABRT);
-  BOOST_CHECK_EQUAL(count(r.err, kDeadlock), 1u);
-  BOOST_CHECK_LT(ms, 1000.0);
-  return r.err;
-}
-
-void expect_no_deadlock(const std::function<void()>& body) {
-  goro_test::child_result r = goro_test::run_in_child(body);
-  BOOST_TEST_INFO("stderr: " << r.err);
-  BOOST_CHECK(!r.signaled);
-  BOOST_CHECK_EQUAL(r.exit_code, 0);
-  BOOST_CHECK_EQUAL(r.err.find("deadlock"), std::string::npos);
-}
-
-// Starts `body` in a child process, waits until its stderr holds `what` (or
-// `wait` passes), kills it with SIGKILL and returns what it printed and
-// whether it was still alive (not aborted) when killed.
-struct killed_child {
+// Runs `body` in a child process for at most `limit`: its stderr, and how
+// it ended (killed with SIGKILL if it was still running at the limit).
+struct child_run {
   std::string err;
-  bool was_alive = false;
+  bool killed = false;  // still running at the limit
+  int signal = 0;       // the signal that ended it, else 0
+  int exit_code = -1;
 };
-killed_child run_then_kill(const std::function<void()>& body, const std::string& what,
-                           std::chrono::milliseconds wait) {
+child_run run_child_for(const std::function<void()>& body, std::chrono::milliseconds limit) {
   int fds[2];
   BOOST_REQUIRE_EQUAL(::pipe(fds), 0);
   std::fflush(nullptr);
@@ -74,28 +53,61 @@ killed_child run_then_kill(const std::function<void()>& body, const std::string&
   if (pid == 0) {
     ::close(fds[0]);
     ::dup2(fds[1], STDERR_FILENO);
+    // Die as a user's program would, not through the framework's handlers.
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE}) ::signal(sig, SIG_DFL);
     body();
+    std::fflush(nullptr);
     ::_exit(0);
   }
   ::close(fds[1]);
-  killed_child k;
-  const auto until = std::chrono::steady_clock::now() + wait;
-  while (std::chrono::steady_clock::now() < until &&
-         (what.empty() || k.err.find(what) == std::string::npos)) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, 20) == 1) {
-      char buf[4096];
-      const ssize_t n = ::read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      k.err.append(buf, static_cast<std::size_t>(n));
+  child_run r;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      r.killed = true;
+      break;
     }
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 20))) != 1) continue;
+    char buf[4096];
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;  // EOF: it has exited
+    r.err.append(buf, static_cast<std::size_t>(n));
   }
+  if (r.killed) ::kill(pid, SIGKILL);
   int status = 0;
-  k.was_alive = ::waitpid(pid, &status, WNOHANG) == 0;
-  ::kill(pid, SIGKILL);
   ::waitpid(pid, &status, 0);
   ::close(fds[0]);
-  return k;
+  if (!r.killed) {
+    r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  return r;
+}
+
+// Runs `body` in a child process and checks it died of SIGABRT after
+// printing the deadlock report, within 1 s (a missed deadlock is killed
+// after 10 s). Returns its stderr.
+std::string expect_deadlock(const std::function<void()>& body) {
+  const auto t0 = std::chrono::steady_clock::now();
+  child_run r = run_child_for(body, 10s);
+  const double ms = goro_test::ms_since(t0);
+  BOOST_TEST_INFO("stderr: " << r.err);
+  BOOST_CHECK(!r.killed);
+  BOOST_CHECK_EQUAL(r.signal, SIGABRT);
+  BOOST_CHECK_EQUAL(count(r.err, kDeadlock), 1u);
+  BOOST_CHECK_LT(ms, 1000.0);
+  return r.err;
+}
+
+void expect_no_deadlock(const std::function<void()>& body) {
+  child_run r = run_child_for(body, 30s);
+  BOOST_TEST_INFO("stderr: " << r.err);
+  BOOST_CHECK(!r.killed);
+  BOOST_CHECK_EQUAL(r.exit_code, 0);
+  BOOST_CHECK_EQUAL(r.err.find("deadlock"), std::string::npos);
 }
 
 }  // namespace
@@ -241,32 +253,32 @@ BOOST_AUTO_TEST_CASE(a_fiber_in_goro_blocking_is_not_a_deadlock) {
 BOOST_AUTO_TEST_CASE(report_prints_once_and_keeps_running) {
   goro::options o = procs(2);
   o.on_deadlock = goro::deadlock_action::report;
-  killed_child k = run_then_kill(
+  child_run r = run_child_for(
       [o] {
         goro::run(o, [] {
           goro::chan<int> nil;
           nil.recv();
         });
       },
-      "", 600ms);
-  BOOST_TEST_INFO("stderr: " << k.err);
-  BOOST_CHECK(k.was_alive);
-  BOOST_CHECK_EQUAL(count(k.err, kDeadlock), 1u);
+      600ms);
+  BOOST_TEST_INFO("stderr: " << r.err);
+  BOOST_CHECK(r.killed);  // still waiting, not aborted
+  BOOST_CHECK_EQUAL(count(r.err, kDeadlock), 1u);
 }
 
 BOOST_AUTO_TEST_CASE(ignore_prints_nothing) {
   goro::options o = procs(2);
   o.on_deadlock = goro::deadlock_action::ignore;
-  killed_child k = run_then_kill(
+  child_run r = run_child_for(
       [o] {
         goro::run(o, [] {
           goro::chan<int> nil;
           nil.recv();
         });
       },
-      "", 300ms);
-  BOOST_CHECK(k.was_alive);
-  BOOST_CHECK_EQUAL(k.err, "");
+      300ms);
+  BOOST_CHECK(r.killed);
+  BOOST_CHECK_EQUAL(r.err, "");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
