@@ -170,7 +170,7 @@ class blocking_pool {
   }
 
   void thread_main() {
-    runtime_thread_scope counted;
+    thread_count_scope counted(g_runtime_threads);
     pthread_setname_np(pthread_self(), "goro-blocking");
     std::unique_lock lk(mu_);
     auto idle_since = std::chrono::steady_clock::now();

@@ -306,7 +306,7 @@ absl::Status check_no_leaks(std::chrono::milliseconds grace) {
   const std::int64_t own = self->is_main ? 1 : 2;
   const nanos until = mono_now() + std::chrono::nanoseconds(grace).count();
   for (;;) {
-    const std::int64_t others = live_fibers(current_worker()->s) - own;
+    const std::int64_t others = live_fibers(s) - own;
     if (others <= 0) return absl::OkStatus();
     if (mono_now() >= until) {
       std::ostringstream os;

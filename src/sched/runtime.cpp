@@ -82,7 +82,7 @@ void init_g0(worker* w) {
 }  // namespace
 
 void worker_main(worker* w) {
-  runtime_thread_scope counted;
+  thread_count_scope counted(g_runtime_threads);
   w->tid.store(static_cast<int>(::gettid()), std::memory_order_relaxed);
   set_current_worker(w);
   init_g0(w);
@@ -285,7 +285,7 @@ void run(options opts, detail::task main_fn) {
   // see it all along (the deadlock detector reads it).
   s->stat_fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
   {
-    runtime_thread_scope waiting;  // not a thread that could wake a fiber
+    thread_count_scope waiting(g_runtime_threads);  // not a thread that could wake a fiber
     for (worker* w : s->ws) w->thread = std::thread(worker_main, w);
     s->sysmon = std::thread(sysmon_main, s);
     while (s->main_done.load(std::memory_order_acquire) == 0) futex_wait(&s->main_done, 0);

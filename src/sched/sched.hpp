@@ -27,7 +27,6 @@
 //   running  --(function returned)--> dead   (record recycled after the switch)
 #pragma once
 
-#include <unistd.h>
 #include <boost/context/detail/fcontext.hpp>
 
 #include <atomic>
@@ -229,11 +228,18 @@ struct sched {
 // the process as one that may still wake a fiber.
 inline std::atomic<int> g_runtime_threads{0};
 inline std::atomic<int> g_threads_parked{0};
-struct runtime_thread_scope {
-  runtime_thread_scope() { g_runtime_threads.fetch_add(1, std::memory_order_relaxed); }
-  ~runtime_thread_scope() { g_runtime_threads.fetch_sub(1, std::memory_order_relaxed); }
-  runtime_thread_scope(const runtime_thread_scope&) = delete;
-  runtime_thread_scope& operator=(const runtime_thread_scope&) = delete;
+// Counts the calling thread in one of them for the lifetime of the scope.
+class thread_count_scope {
+ public:
+  explicit thread_count_scope(std::atomic<int>& n) : n_(n) {
+    n_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~thread_count_scope() { n_.fetch_sub(1, std::memory_order_relaxed); }
+  thread_count_scope(const thread_count_scope&) = delete;
+  thread_count_scope& operator=(const thread_count_scope&) = delete;
+
+ private:
+  std::atomic<int>& n_;
 };
 
 // Diagnostics (diag.cpp). Each sysmon tick: looks for a deadlock and acts on

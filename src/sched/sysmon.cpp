@@ -207,7 +207,7 @@ void start_spare(sched* s) {
 }  // namespace
 
 void sysmon_main(sched* s) {
-  runtime_thread_scope counted;
+  thread_count_scope counted(g_runtime_threads);
   deadlock_watch deadlock;
   absl::flat_hash_map<const worker*, watch> seen;
   // Fibers already reported (ids are never reused within a run): once per

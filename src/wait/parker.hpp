@@ -29,16 +29,6 @@
 namespace goro::detail {
 
 // Single use: one park() (or park_thread_until()) matched by one unpark().
-// A plain OS thread asleep in an untimed goro wait, for the deadlock
-// detector: only a fiber (or a runtime timer) can wake it, so it cannot wake
-// one by itself. A timed wait wakes on its own and does not count.
-struct thread_asleep {
-  thread_asleep() { g_threads_parked.fetch_add(1, std::memory_order_relaxed); }
-  ~thread_asleep() { g_threads_parked.fetch_sub(1, std::memory_order_relaxed); }
-  thread_asleep(const thread_asleep&) = delete;
-  thread_asleep& operator=(const thread_asleep&) = delete;
-};
-
 class parker {
  public:
   parker() : f_(current_fiber()) {}
@@ -64,7 +54,7 @@ class parker {
       return;
     }
     unlock();
-    thread_asleep counted;
+    thread_count_scope asleep(g_threads_parked);  // untimed: only a fiber can end it
     while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
   }
 
@@ -75,7 +65,7 @@ class parker {
   // wait_unparked().
   template <class Unlock>
   bool park_thread_until(Unlock& unlock, std::int64_t deadline) {
-    unlock();  // not thread_asleep: the deadline wakes it, and then it may wake a fiber
+    unlock();  // not in g_threads_parked: the deadline wakes it, and then it may wake a fiber
     for (;;) {
       if (word_.load(std::memory_order_acquire) != 0) return true;
       const std::int64_t left = deadline - mono_now();
@@ -85,7 +75,7 @@ class parker {
   }
   // An OS thread whose record a waker has taken: waits for that unpark().
   void wait_unparked() {
-    thread_asleep counted;
+    thread_count_scope asleep(g_threads_parked);  // untimed: only a fiber can end it
     while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
   }
 
