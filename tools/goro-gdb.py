@@ -88,6 +88,12 @@ class GoroError(Exception):
 # Reading the inferior's data structures.
 
 
+def plain(value):
+    """`value` itself, or what it holds if it is a std::atomic."""
+    name = str(value.type.strip_typedefs())
+    return atomic_load(value) if name.startswith("std::atomic<") else value
+
+
 def atomic_load(value):
     """The value held by a libstdc++ std::atomic<T> (read as a plain load).
 
@@ -162,8 +168,8 @@ class Fiber:
         self.state = int(atomic_load(f["state"]))
         self.is_main = bool(f["is_main"])
         self.ctx = int(f["ctx"])
-        self.wait_reason = c_string(f["wait_reason"])
-        self.wait_obj = int(f["wait_obj"])
+        self.wait_reason = c_string(plain(f["wait_reason"]))
+        self.wait_obj = int(plain(f["wait_obj"]))
         self.spawn_file, self.spawn_line, self.spawn_function = None, 0, None
         # std::source_location holds one pointer to a static __impl record
         # (file, function, line, column); null when nothing was recorded.

@@ -198,9 +198,9 @@ void park(park_callback unlock, void* arg, const char* reason, const void* obj) 
           "catch (...) must rethrow",
           self->id, reason);
   }
-  self->wait_reason = reason;
-  self->wait_obj = obj;
-  self->wait_since = coarse_now();
+  self->wait_reason.store(reason, std::memory_order_relaxed);
+  self->wait_obj.store(obj, std::memory_order_relaxed);
+  self->wait_since.store(coarse_now(), std::memory_order_relaxed);
   check_stack(self);
   w->sw = switch_record{self, after::park, unlock, arg};
   fiber* next = next_local(w);
@@ -213,7 +213,7 @@ void park(park_callback unlock, void* arg, const char* reason, const void* obj) 
   }
   if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
   bctx::transfer_t t = jump_to(w, self, next, false);
-  self->wait_reason = nullptr;
+  self->wait_reason.store(nullptr, std::memory_order_relaxed);
   resumed(self, t);
 }
 
@@ -226,7 +226,8 @@ void yield_fiber() {
   fiber* next = stopping || timers ? nullptr : find_local(w);
   // Nothing else runnable here: keep running (to g0 at shutdown, so the worker
   // can exit, or to fire due timers).
-  if (next == nullptr && !stopping && !timers) return;
+  // Under options::migrate_always it goes through the queues all the same.
+  if (next == nullptr && !stopping && !timers && !w->p->migrate) return;
   if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
   w->sw = switch_record{self, after::requeue, nullptr, nullptr};
   bctx::transfer_t t = jump_to(w, self, next, false);

@@ -138,7 +138,7 @@ bool nobody_can_wake(sched* s, int stat_fd) {
     std::lock_guard lk(p->reg_mu);
     for (fiber* f = p->reg_head; f != nullptr; f = f->reg_next) {
       if (f->state.load(std::memory_order_relaxed) != fiber_state::parked) return false;
-      const char* why = f->wait_reason;
+      const char* why = f->wait_reason.load(std::memory_order_relaxed);
       if (why != nullptr && std::strcmp(why, "blocking") == 0) return false;
     }
   }
@@ -197,9 +197,11 @@ void dump_fibers(sched* s, std::ostream& os) {
       std::ostringstream o;
       o << "\nfiber " << f->id << " [";
       if (st == fiber_state::parked) {
-        o << (f->wait_reason != nullptr ? f->wait_reason : "parked");
-        if (f->wait_obj != nullptr) o << " " << f->wait_obj;
-        o << ", " << format_for(now - f->wait_since);
+        const char* why = f->wait_reason.load(std::memory_order_relaxed);
+        const void* obj = f->wait_obj.load(std::memory_order_relaxed);
+        o << (why != nullptr ? why : "parked");
+        if (obj != nullptr) o << " " << obj;
+        o << ", " << format_for(now - f->wait_since.load(std::memory_order_relaxed));
       } else {
         o << to_string(st);
       }
@@ -266,7 +268,13 @@ void uninstall_sigquit(sched* s) {
 
 void report_leaks_at_exit(sched* s) {
   if (!s->report_leaks) return;
-  const std::int64_t others = live_fibers(s) - 1;  // not the main fiber
+  // Fibers on their way out (one that just woke main with wg.done() is
+  // still alive for a moment) get 100 ms to finish.
+  std::int64_t others = live_fibers(s) - 1;  // not the main fiber
+  for (int i = 0; others > 0 && i < 100; ++i) {
+    sleep_for(std::chrono::milliseconds(1));
+    others = live_fibers(s) - 1;
+  }
   if (others <= 0) return;
   std::ostringstream os;
   os << "goro: " << others << (others == 1 ? " fiber" : " fibers")

@@ -325,12 +325,16 @@ void fatal(const char* fmt, ...) {
 
 void runq_put(processor* p, fiber* f, bool next) {
   if (p->migrate) [[unlikely]] {
-    // options::migrate_always: whichever worker comes next takes it, and
-    // an idle one is woken to compete for it.
-    sched* s = current_worker()->s;
-    {
+    // options::migrate_always: into the runnext slot of a random regular P
+    // (an exchange, which its owner and thieves only ever CAS or exchange
+    // too); whatever it displaces goes to the global queue. Its worker, or
+    // a thief if that one is busy or asleep, runs it.
+    worker* w = current_worker();
+    sched* s = w->s;
+    processor* to = s->ps[next_random(w) % static_cast<std::uint64_t>(s->nprocs)];
+    if (fiber* old = to->runnext.exchange(f, std::memory_order_acq_rel)) {
       std::lock_guard lk(s->mu);
-      gq_push_locked(s, &f, 1);
+      gq_push_locked(s, &old, 1);
     }
     wakep_if_needed(s);
     return;
@@ -585,8 +589,8 @@ void free_fiber(sched* s, processor* p, fiber* f) {
   f->reg_p = nullptr;
   f->asan_fake_stack = nullptr;
   f->tsan = nullptr;
-  f->wait_reason = nullptr;
-  f->wait_obj = nullptr;
+  f->wait_reason.store(nullptr, std::memory_order_relaxed);
+  f->wait_obj.store(nullptr, std::memory_order_relaxed);
   f->spawned_at = std::source_location();
   p->free_fibers.push_back(f);
   if (p->free_fibers.size() > kMaxFreeFibers) {

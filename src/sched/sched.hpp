@@ -84,9 +84,11 @@ struct fiber {
   void* tsan = nullptr;             // TSan fiber handle, created at first run
   local_storage* locals = nullptr;  // fiber_local values; owned
   // For dumps, the deadlock report and the debugger (tools/goro-gdb.py):
-  const char* wait_reason = nullptr;  // what it is parked on
-  const void* wait_obj = nullptr;     // the object it waits on (a channel, a mutex...), if any
-  nanos wait_since = 0;               // coarse clock (coarse_now()) when it parked
+  // Atomics (relaxed: plain stores on x86) because the monitor and dumps read
+  // them while the fiber parks and resumes.
+  std::atomic<const char*> wait_reason{nullptr};  // what it is parked on
+  std::atomic<const void*> wait_obj{nullptr};     // the object waited on (a channel...), if any
+  std::atomic<nanos> wait_since{0};               // coarse_now() when it parked
   std::source_location spawned_at;    // where go() was called (empty for the main fiber)
 };
 
