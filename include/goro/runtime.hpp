@@ -97,8 +97,8 @@ struct options {
   deadlock_action on_deadlock = deadlock_action::abort;
 
   // When main returns, print `goro: N fibers still alive when main returned`
-  // and a dump of them to stderr, if there are any (they are unwound after
-  // that, as always). For finding leaks; see also goro::check_no_leaks().
+  // and a dump of them to stderr, if there are any still alive 100 ms later
+  // (they are unwound after that, as always). For finding leaks; see also goro::check_no_leaks().
   bool report_leaks = false;
 
   // Print a fiber dump to stderr on SIGQUIT (Ctrl-\) and keep running,

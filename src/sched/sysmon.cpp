@@ -55,14 +55,16 @@ constexpr nanos kTickMax = 10'000'000;       // 10 ms, as Go's sysmon
 constexpr int kQuietTicks = 50;              // quiet 1 ms ticks before backing off
 constexpr nanos kNetpollStale = 10'000'000;  // 10 ms, as Go's sysmon
 constexpr nanos kCpuSample = 5'000'000;      // CPU-time sampling for a hog: 5 ms
+constexpr nanos kAsleepReport = 50'000'000;  // asleep in a syscall this long: misuse
 constexpr nanos kStarveAfter = 10'000'000;   // runnable fibers nobody took for 10 ms
 
 struct watch {
   std::uint32_t tick = 0;
   std::uint64_t fiber = 0;
   nanos since = 0;
-  bool asleep = false;  // seen sleeping in a syscall at the last tick
-  nanos cpu0 = -1;      // the thread's CPU time when first seen stuck
+  bool asleep = false;     // seen sleeping in a syscall at the last tick
+  nanos asleep_since = 0;  // since when, at every tick
+  nanos cpu0 = -1;         // the thread's CPU time when first seen stuck
   nanos wall0 = 0;
 };
 
@@ -101,6 +103,7 @@ bool held_by_fiber(worker* w, watch& st, nanos now) {
   if (state == 'S' || state == 'D') {
     if (st.asleep) return true;
     st.asleep = true;
+    st.asleep_since = now;
     return false;
   }
   st.asleep = false;
@@ -271,10 +274,13 @@ void sysmon_main(sched* s) {
       if (!held_by_fiber(w, st, now)) continue;
       ++held;
       if (w->spare) ++held_spares;
-      // Reported when others starve, and always when the thread sleeps in a
-      // syscall (a read, a std::mutex, a std::condition_variable): a worker
-      // must never do that, whether or not anyone waits yet.
-      if ((starving || st.asleep) && s->report_blocked && reported.insert(id).second) {
+      // Reported when others starve, and also when the thread has slept in
+      // a syscall (a read, a std::mutex, a std::condition_variable) at every
+      // tick for kAsleepReport, whether or not anyone waits yet: a worker
+      // must never do that. (Not sooner: a worker may sleep a moment on the
+      // runtime's own contended scheduler lock.)
+      const bool long_asleep = st.asleep && now - st.asleep_since >= kAsleepReport;
+      if ((starving || long_asleep) && s->report_blocked && reported.insert(id).second) {
         report_blocked(w, id, now - st.since);
       }
     }

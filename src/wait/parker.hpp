@@ -54,8 +54,7 @@ class parker {
       return;
     }
     unlock();
-    thread_count_scope asleep(g_threads_parked);  // untimed: only a fiber can end it
-    while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
+    wait_thread();
   }
 
   // An OS thread's park with a deadline (steady_clock nanoseconds): runs
@@ -67,30 +66,49 @@ class parker {
   bool park_thread_until(Unlock& unlock, std::int64_t deadline) {
     unlock();  // not in g_threads_parked: the deadline wakes it, and then it may wake a fiber
     for (;;) {
-      if (word_.load(std::memory_order_acquire) != 0) return true;
+      if (word_.load(std::memory_order_acquire) != kWaiting) return true;
       const std::int64_t left = deadline - mono_now();
       if (left <= 0) return false;
-      futex_wait_for(&word_, 0, std::chrono::nanoseconds(left));
+      futex_wait_for(&word_, kWaiting, std::chrono::nanoseconds(left));
     }
   }
   // An OS thread whose record a waker has taken: waits for that unpark().
-  void wait_unparked() {
-    thread_count_scope asleep(g_threads_parked);  // untimed: only a fiber can end it
-    while (word_.load(std::memory_order_acquire) == 0) futex_wait(&word_, 0);
-  }
+  void wait_unparked() { wait_thread(); }
 
   void unpark() {
     if (f_ != nullptr) {
       ready(f_);
       return;
     }
-    word_.store(1, std::memory_order_release);
+    // The waker takes it out of g_threads_parked: from now on it is a thread
+    // about to run, however long the OS takes to schedule it.
+    if (word_.exchange(kUnparked, std::memory_order_acq_rel) == kAsleep) {
+      g_threads_parked.fetch_sub(1, std::memory_order_relaxed);
+    }
     futex_wake(&word_);
   }
 
  private:
-  fiber* const f_;                      // null: an OS thread waits
-  std::atomic<std::uint32_t> word_{0};  // thread waiters: 1 once unparked
+  static constexpr std::uint32_t kWaiting = 0;   // not unparked yet
+  static constexpr std::uint32_t kUnparked = 1;  // unpark() has run
+  static constexpr std::uint32_t kAsleep = 2;    // an untimed waiter, counted in g_threads_parked
+
+  // An OS thread's untimed wait. It counts itself in g_threads_parked (for
+  // the deadlock detector: only a fiber or a timer can end this wait, so the
+  // thread cannot wake anyone by itself) unless unpark() came first; unpark
+  // uncounts it.
+  void wait_thread() {
+    g_threads_parked.fetch_add(1, std::memory_order_relaxed);
+    std::uint32_t w = kWaiting;
+    if (!word_.compare_exchange_strong(w, kAsleep, std::memory_order_acq_rel)) {
+      g_threads_parked.fetch_sub(1, std::memory_order_relaxed);  // already unparked
+      return;
+    }
+    while (word_.load(std::memory_order_acquire) != kUnparked) futex_wait(&word_, kAsleep);
+  }
+
+  fiber* const f_;                             // null: an OS thread waits
+  std::atomic<std::uint32_t> word_{kWaiting};  // thread waiters: see the constants
 };
 
 }  // namespace goro::detail
