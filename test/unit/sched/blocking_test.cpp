@@ -164,7 +164,9 @@ BOOST_AUTO_TEST_CASE(a_blocking_read_with_maxprocs_1_does_not_stop_others) {
       wg.done();
     });
     goro::chan<int> ping = goro::make_chan<int>(0), pong = goro::make_chan<int>(0);
-    goro::go([&] {
+    // The channels by value: this fiber may still be on its way out of
+    // recv() (woken by close) when main returns and unwinds it.
+    goro::go([&on_worker, ping, pong]() mutable {
       while (auto v = ping.recv()) {
         on_worker();
         pong.send(*v + 1);

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -399,11 +402,41 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(debug_modes)
 
+// How many distinct threads one fiber, alone in the runtime, runs on while
+// it yields (for up to 2 s, or until it has been on two).
+std::size_t threads_seen_by_a_lone_yielder(bool migrate) {
+  goro::options o = procs(4);
+  o.migrate_always = migrate;
+  std::set<long> seen;  // kernel thread ids (pthread_self may be cached across calls)
+  goro::run(o, [&] {
+    goro::wait_group wg;
+    wg.add(1);
+    goro::go([&] {
+      goro::sleep_for(20ms);  // every worker is up (and idle) by now
+      const auto until = std::chrono::steady_clock::now() + 2s;
+      for (int i = 0; seen.size() < 2 && (i < 1000 || std::chrono::steady_clock::now() < until);
+           ++i) {
+        seen.insert(::syscall(SYS_gettid));
+        goro::yield();
+      }
+      wg.done();
+    });
+    wg.wait();
+  });
+  return seen.size();
+}
+
+BOOST_AUTO_TEST_CASE(migrate_always_moves_a_fiber_between_workers) {
+  // Normally a fiber yielding with nothing else to run keeps its worker;
+  // under migrate_always it is queued on a random P every time.
+  const char* debug = std::getenv("GORO_DEBUG");  // GORO_DEBUG=migrate forces it on
+  if (debug == nullptr || std::string(debug).find("migrate") == std::string::npos) {
+    BOOST_CHECK_EQUAL(threads_seen_by_a_lone_yielder(false), 1u);
+  }
+  BOOST_CHECK_EQUAL(threads_seen_by_a_lone_yielder(true), 2u);
+}
+
 BOOST_AUTO_TEST_CASE(migrate_always_runs_everything_exactly_once) {
-  // The mode's correctness (every fiber runs to the end, exactly once). How
-  // often fibers actually change threads under it is not asserted yet: on
-  // this runtime a worker yielding in a tight loop can keep the global queue
-  // to itself while the others sleep (see the issue tracker).
   goro::options o = procs(4);
   o.migrate_always = true;
   constexpr int kFibers = 8;

@@ -633,8 +633,10 @@ BOOST_DATA_TEST_CASE(shared_try_lock_semantics, bdata::make({1, 2, 4}), procs) {
     BOOST_TEST(!writer_in.load());
     wg.add(1);
     goro::go([&] {
-      std::shared_lock lk(rw);
-      late_reader_saw_writer_out = writer_out.load() ? 1 : 0;
+      {
+        std::shared_lock lk(rw);
+        late_reader_saw_writer_out = writer_out.load() ? 1 : 0;
+      }  // unlocked before done(): main's try_lock below must not race it
       wg.done();
     });
     goro::sleep_for(10ms);
