@@ -11,8 +11,9 @@
 // Callable from any fiber or OS thread; with no runtime running it says so.
 // The runtime prints the same dump on a fiber panic, on a deadlock, for
 // options::report_leaks and, with options::dump_on_sigquit, on SIGQUIT.
-// Stack traces of parked fibers are not printed: tools/goro-gdb.py shows
-// them in gdb.
+// The deadlock report (when it aborts) adds each parked fiber's backtrace,
+// symbolized; elsewhere fibers may be running, so dump() cannot walk their
+// stacks: tools/goro-gdb.py shows them in gdb (`goro bt ID`).
 #pragma once
 
 #include <chrono>

@@ -9,13 +9,17 @@
 // (the sum of every P's schedtick and the global queue's taken count), for
 // kDeadlockAfter. The rule, and why plain OS threads are safe, is in
 // goro/runtime.hpp (options::on_deadlock).
+#include <cxxabi.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +32,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#if defined(GORO_HAVE_ABSL_SYMBOLIZE)
+#include "absl/debugging/symbolize.h"
+#endif
 #include "absl/strings/str_format.h"
 #include "goro/dump.hpp"
 #include "goro/time.hpp"
@@ -167,6 +174,86 @@ bool debug_flag(std::string_view name) {
 }
 
 namespace {
+
+// ---- Backtraces of parked fibers (the deadlock report) ---------------------
+//
+// Only when nothing can run (a deadlock about to abort), and not under the
+// sanitizers (these stack switches are not annotated for them). For each
+// parked fiber, ontop_fcontext resumes its saved context with capture_on()
+// called on top: on the fiber's own stack, as if its last jump_fcontext had
+// called it, so the unwinder (glibc's backtrace(), DWARF CFI) walks the
+// fiber's frames. capture_on() then jumps straight back. Its frame has
+// overwritten the fiber's saved registers, so the fiber's context becomes the
+// one capture_on() left: resumed later, capture_on() returns what it is
+// given, which is exactly what the fiber's own jump would have returned.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && defined(__GLIBC__)
+#define GORO_FIBER_BACKTRACES 1
+constexpr int kMaxFrames = 24;
+
+struct capture {
+  void* pcs[kMaxFrames];
+  int n = 0;
+};
+
+bctx::transfer_t capture_on(bctx::transfer_t t) {
+  auto* c = static_cast<capture*>(t.data);
+  c->n = ::backtrace(c->pcs, kMaxFrames);
+  return bctx::jump_fcontext(t.fctx, nullptr);
+}
+
+std::string symbolize(void* pc) {
+  // A return address: the call is the instruction before it.
+  void* at = static_cast<char*>(pc) - 1;
+#if defined(GORO_HAVE_ABSL_SYMBOLIZE)
+  char name[1024];
+  if (absl::Symbolize(at, name, sizeof name)) return name;
+#endif
+  Dl_info info{};
+  if (::dladdr(at, &info) != 0) {
+    if (info.dli_sname != nullptr) {
+      int status = 0;
+      char* d = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+      std::string s = status == 0 && d != nullptr ? d : info.dli_sname;
+      std::free(d);
+      return s;
+    }
+    if (info.dli_fname != nullptr) {
+      return absl::StrFormat(
+          "%s+%#x", info.dli_fname,
+          static_cast<std::uintptr_t>(static_cast<char*>(at) - static_cast<char*>(info.dli_fbase)));
+    }
+  }
+  return "?";
+}
+
+// The frames of parked fiber `f`, one "\t#i pc name" line each. The first
+// frames are the runtime's own switch (capture_on, jump_to, park): skipped.
+std::string backtrace_of(fiber* f) {
+  capture c;
+  bctx::transfer_t t = bctx::ontop_fcontext(f->ctx, &c, capture_on);
+  f->ctx = t.fctx;
+  std::vector<std::string> names;
+  for (int i = 0; i < c.n; ++i) names.push_back(symbolize(c.pcs[i]));
+  // The first frames are the switch itself (capture_on, on top of jump_to
+  // and park): start after the last of them.
+  int first = 0;
+  for (int i = 0; i < static_cast<int>(names.size()) && i < 8; ++i) {
+    const std::string& n = names[static_cast<std::size_t>(i)];
+    if (n.find("capture_on") != std::string::npos ||
+        n.find("detail::jump_to") != std::string::npos ||
+        n.find("detail::park(") != std::string::npos || n.rfind("goro::detail::park", 0) == 0) {
+      first = i + 1;
+    }
+  }
+  std::string out;
+  for (int i = first; i < c.n; ++i) {
+    out +=
+        absl::StrFormat("\t#%d %p %s\n", i - first, c.pcs[i], names[static_cast<std::size_t>(i)]);
+  }
+  return out;
+}
+#endif
+
 std::string spawn_site(const fiber* f) {
   if (f->is_main) return "started by goro::run";
   const std::source_location& at = f->spawned_at;
@@ -185,7 +272,7 @@ std::string describe_spawn(sched* s, std::uint64_t id) {
   return "spawn site unknown";
 }
 
-void dump_fibers(sched* s, std::ostream& os) {
+void dump_fibers(sched* s, std::ostream& os, bool backtraces) {
   const std::int64_t live = live_fibers(s);
   const nanos now = coarse_now();
   // Formatted under each registry lock, printed in id order afterwards.
@@ -207,6 +294,9 @@ void dump_fibers(sched* s, std::ostream& os) {
       }
       o << "]" << (f->is_main ? " (main)" : "") << ":\n";
       o << "\t" << spawn_site(f) << "\n";
+#if defined(GORO_FIBER_BACKTRACES)
+      if (backtraces && st == fiber_state::parked && f->ctx != nullptr) o << backtrace_of(f);
+#endif
       lines.emplace_back(f->id, o.str());
     }
   }
@@ -245,7 +335,9 @@ void diag_tick(sched* s, deadlock_watch& dw, nanos now) {
   dw.reported = true;
   std::ostringstream os;
   os << "goro: fatal error: all fibers are asleep - deadlock!\n\n";
-  dump_fibers(s, os);
+  // Backtraces only when the process is about to end: they run code on each
+  // parked fiber's stack, safe only because none can run any more.
+  dump_fibers(s, os, s->on_deadlock == deadlock_action::abort);
   std::fputs(os.str().c_str(), stderr);
   std::fflush(stderr);
   if (s->on_deadlock == deadlock_action::abort) std::abort();

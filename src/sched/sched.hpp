@@ -260,8 +260,9 @@ void report_leaks_at_exit(sched* s);
 // "spawned at F:L in FN" (or "started by goro::run") for the started fiber
 // with this id, looked up in the registries.
 std::string describe_spawn(sched* s, std::uint64_t id);
-// Writes the dump of every fiber.
-void dump_fibers(sched* s, std::ostream& os);
+// Writes the dump of every fiber; with `backtraces`, each parked fiber's
+// stack too (only when no fiber can run: see diag.cpp).
+void dump_fibers(sched* s, std::ostream& os, bool backtraces = false);
 
 // A full barrier between a store and a following load on another variable
 // (Dekker). TSan does not model std::atomic_thread_fence, so under TSan an

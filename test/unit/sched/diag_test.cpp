@@ -115,6 +115,13 @@ void expect_no_deadlock(const std::function<void()>& body) {
 
 }  // namespace
 
+// A frame the deadlock report's backtraces must show.
+[[gnu::noinline]] void receive_then_send(goro::chan<int>& from, goro::chan<int>& to) {
+  from.recv();
+  to.send(1);
+  asm volatile("");  // not a tail call
+}
+
 BOOST_AUTO_TEST_SUITE(deadlock)
 
 BOOST_AUTO_TEST_CASE(main_blocked_on_a_nil_channel) {
@@ -135,18 +142,21 @@ BOOST_AUTO_TEST_CASE(two_fibers_waiting_on_each_others_channels) {
       goro::wait_group wg;
       wg.add(2);
       goro::go([&] {
-        a.recv();
-        b.send(1);
+        receive_then_send(a, b);
         wg.done();
       });
       goro::go([&] {
-        b.recv();
-        a.send(1);
+        receive_then_send(b, a);
         wg.done();
       });
       wg.wait();
     });
   });
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // Each parked fiber's stack (not printed under the sanitizers).
+  BOOST_CHECK_EQUAL(count(err, " receive_then_send("), 2u);
+  BOOST_CHECK_NE(err.find(" goro::wait_group::wait("), std::string::npos);
+#endif
   // Both fibers, their channels and where they were spawned; main in wg.wait.
   BOOST_CHECK_EQUAL(count(err, "[chan receive 0x"), 2u);
   BOOST_CHECK_EQUAL(count(err, "spawned at "), 2u);
