@@ -108,10 +108,8 @@ bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
 inline void check_no_locks_held([[maybe_unused]] fiber* f, [[maybe_unused]] const char* what) {
 #if defined(GORO_LOCK_CHECKS)
   if (t_spinlocks_held != 0) [[unlikely]] {
-    const std::source_location& at = f->spawned_at;
-    fatal("goro: fiber %" PRIu64 " %s while holding %d internal lock(s) (spawned at %s:%u)", f->id,
-          what, t_spinlocks_held, at.line() != 0 ? at.file_name() : "goro::run",
-          static_cast<unsigned>(at.line()));
+    fatal("goro: fiber %" PRIu64 " %s while holding %d internal lock(s) (%s)", f->id, what,
+          t_spinlocks_held, spawn_site(f).c_str());
   }
 #endif
 }

@@ -254,13 +254,14 @@ std::string backtrace_of(fiber* f) {
 }
 #endif
 
+}  // namespace
+
 std::string spawn_site(const fiber* f) {
   if (f->is_main) return "started by goro::run";
   const std::source_location& at = f->spawned_at;
   if (at.line() == 0) return "spawn site not recorded";
   return absl::StrFormat("spawned at %s:%u in %s", at.file_name(), at.line(), at.function_name());
 }
-}  // namespace
 
 std::string describe_spawn(sched* s, std::uint64_t id) {
   for (processor* p : s->ps) {

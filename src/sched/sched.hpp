@@ -89,7 +89,7 @@ struct fiber {
   std::atomic<const char*> wait_reason{nullptr};  // what it is parked on
   std::atomic<const void*> wait_obj{nullptr};     // the object waited on (a channel...), if any
   std::atomic<nanos> wait_since{0};               // coarse_now() when it parked
-  std::source_location spawned_at;    // where go() was called (empty for the main fiber)
+  std::source_location spawned_at;  // where go() was called (empty for the main fiber)
 };
 
 void set_state(fiber* f, fiber_state from, fiber_state to);
@@ -257,8 +257,10 @@ void install_sigquit(sched* s);
 void uninstall_sigquit(sched* s);
 // The main fiber returned: prints the leak report if asked for.
 void report_leaks_at_exit(sched* s);
-// "spawned at F:L in FN" (or "started by goro::run") for the started fiber
-// with this id, looked up in the registries.
+// "spawned at F:L in FN", "started by goro::run" (the main fiber) or "spawn
+// site not recorded" for `f`; describe_spawn looks the started fiber with
+// this id up in the registries first.
+std::string spawn_site(const fiber* f);
 std::string describe_spawn(sched* s, std::uint64_t id);
 // Writes the dump of every fiber; with `backtraces`, each parked fiber's
 // stack too (only when no fiber can run: see diag.cpp).

@@ -41,7 +41,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/str_format.h"
 
 #include "net/netpoll.hpp"
 #include "sched/sched.hpp"
