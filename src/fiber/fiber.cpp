@@ -198,7 +198,7 @@ void park(park_callback unlock, void* arg, const char* reason, const void* obj) 
   }
   self->wait_reason.store(reason, std::memory_order_relaxed);
   self->wait_obj.store(obj, std::memory_order_relaxed);
-  self->wait_since.store(coarse_now(), std::memory_order_relaxed);
+  self->wait_since.store(w->s->clock.load(std::memory_order_relaxed), std::memory_order_relaxed);
   check_stack(self);
   w->sw = switch_record{self, after::park, unlock, arg};
   fiber* next = next_local(w);

@@ -275,7 +275,7 @@ std::string describe_spawn(sched* s, std::uint64_t id) {
 
 void dump_fibers(sched* s, std::ostream& os, bool backtraces) {
   const std::int64_t live = live_fibers(s);
-  const nanos now = coarse_now();
+  const nanos now = mono_now();
   // Formatted under each registry lock, printed in id order afterwards.
   std::vector<std::pair<std::uint64_t, std::string>> lines;
   for (processor* p : s->ps) {

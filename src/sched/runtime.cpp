@@ -280,6 +280,7 @@ void run(options opts, detail::task main_fn) {
     g_sched.store(s, std::memory_order_release);
   }
 
+  s->clock.store(mono_now(), std::memory_order_relaxed);
   install_sigquit(s);
   // Opened before any fiber runs, so that fd counts taken by the program
   // see it all along (the deadlock detector reads it).

@@ -228,6 +228,7 @@ void sysmon_main(sched* s) {
     if (s->stopping.load(std::memory_order_acquire)) break;
     reap_spares(s);
     const nanos now = mono_now();
+    s->clock.store(now, std::memory_order_relaxed);
     diag_tick(s, deadlock, now);
 
     // Sockets: if nobody polled for a while (every worker busy), poll here;

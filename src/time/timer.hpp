@@ -27,8 +27,6 @@
 #include <cstdint>
 #include <vector>
 
-#include <time.h>
-
 #include "goro/detail/spinlock.hpp"
 
 namespace goro::detail {
@@ -44,15 +42,6 @@ inline nanos mono_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-// The same clock at the kernel's tick resolution (1-4 ms) for a few
-// nanoseconds: how long a fiber has been parked, for dumps. Same epoch as
-// mono_now() (both CLOCK_MONOTONIC), so the two can be subtracted.
-inline nanos coarse_now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
 }
 
 // `now + d` without overflow (a huge duration means "never").
