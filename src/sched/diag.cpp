@@ -273,7 +273,7 @@ std::string describe_spawn(sched* s, std::uint64_t id) {
   return "spawn site unknown";
 }
 
-void dump_fibers(sched* s, std::ostream& os, bool backtraces) {
+void dump_fibers(sched* s, std::ostream& os, [[maybe_unused]] bool backtraces) {
   const std::int64_t live = live_fibers(s);
   const nanos now = mono_now();
   // Formatted under each registry lock, printed in id order afterwards.
