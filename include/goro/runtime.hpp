@@ -107,10 +107,10 @@ struct options {
   bool dump_on_sigquit = false;
 
   // A debugging aid for race detectors: every fiber made runnable (readied,
-  // yielding, spawned) goes to the global queue instead of the current
-  // worker's, so it resumes on whichever worker takes it next and fibers
-  // migrate between threads as often as possible. Slow; also enabled by the
-  // environment variable GORO_DEBUG=migrate (the CI's TSan run sets it).
+  // yielding, spawned) is queued on a random processor rather than the
+  // current one, so fibers migrate between threads as often as possible.
+  // Slow; also enabled by the environment variable GORO_DEBUG=migrate (the
+  // CI's TSan run sets it).
   bool migrate_always = false;
 };
 
