@@ -28,6 +28,8 @@
 //
 // Memory is mapped MAP_NORESERVE (committed on first touch) and
 // MADV_NOHUGEPAGE (a transparent huge page would commit 2 MiB per stack).
+// The first canary check of a stack whose pages are fresh asks mincore()
+// whether the bottom page exists instead of faulting it in to read zeros.
 //
 // Pooling: each P keeps a small cache (no lock, owner only); overflow and
 // refill move batches to and from the global pool (mutex). The pool keeps as
@@ -36,8 +38,7 @@
 // stacks have their pages given back (MADV_DONTNEED, in address-sorted batches
 // so neighbours coalesce into one call) and join the "cold" list with fresh
 // ones, so a burst of fibers does not pin its RSS forever. Warm stacks are
-// reused first. Cold stacks get their top page committed with
-// MADV_POPULATE_WRITE when taken (one syscall instead of a page fault).
+// reused first. Cold stacks are committed by the fiber's own first write.
 // All mappings are unmapped when the runtime shuts down.
 //
 // Alternatives rejected: segmented/copying stacks (Go's) need compiler
@@ -59,6 +60,9 @@ struct stack {
   std::size_t size = 0;  // usable bytes; the top is lo + size
   bool guarded = false;  // a PROT_NONE page lies just below lo
   void* tsan = nullptr;  // TSan fiber of whoever runs here (TSan builds only)
+  // The canary has been checked since the pages were last mapped or dropped
+  // (see stack_overflowed). Slab stacks only.
+  bool canary_probed = false;
 
   explicit operator bool() const { return lo != nullptr; }
   char* top() const { return lo + size; }
@@ -72,8 +76,9 @@ inline constexpr std::size_t kRedZoneBytes = 1024;
 
 // True if the stack looks overflowed. `sp` is an address in the current frame
 // of the fiber that runs on `s`; `read_canary` also checks the canary (at
-// fiber exit only, see above). Guarded stacks need no check.
-bool stack_overflowed(const stack& s, const void* sp, bool read_canary);
+// fiber exit only, see above; it sets s.canary_probed). Guarded stacks need
+// no check.
+bool stack_overflowed(stack& s, const void* sp, bool read_canary);
 
 class stack_pool {
  public:
@@ -104,7 +109,6 @@ class stack_pool {
   std::size_t out_ ABSL_GUARDED_BY(mu_) = 0;         // stacks taken, not given back
   std::size_t peak_ ABSL_GUARDED_BY(mu_) = 0;        // recent peak of out_
   std::chrono::steady_clock::time_point peak_time_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> populate_ok_{true};  // MADV_POPULATE_WRITE supported
   struct mapping {
     void* addr;
     std::size_t len;

@@ -22,22 +22,34 @@ __attribute__((noinline)) int recurse(int depth, bool yield_at_bottom = true) {
   return recurse(depth - 1, yield_at_bottom) + frame[7];
 }
 
-void expect_overflow_report(long guarded, bool yield_at_bottom = true) {
-  auto r = goro_test::run_in_child([guarded, yield_at_bottom] {
+// `reuse`: first run a fiber that exits normally, so that the overflowing one
+// gets a stack whose canary was already checked once (the first check of a
+// fresh stack asks the kernel whether the page exists; later ones read it).
+void expect_overflow_report(long guarded, bool yield_at_bottom = true, bool reuse = false) {
+  auto r = goro_test::run_in_child([guarded, yield_at_bottom, reuse] {
     goro::run({.maxprocs = 1, .stack_size = 64 * 1024, .guarded_stacks = guarded},
-              [yield_at_bottom] {
+              [yield_at_bottom, reuse] {
+                if (reuse) {
+                  goro::wait_group first;
+                  first.add(1);
+                  goro::go([&] { first.done(); });
+                  first.wait();
+                }
                 goro::wait_group wg;
                 wg.add(1);
+                // Keep another fiber runnable so the overflowing one has someone to
+                // switch to. Spawned first: the last one spawned runs first (and
+                // takes the stack the first fiber left, when `reuse`).
+                std::atomic<bool> stop{false};
+                goro::go([&] {
+                  while (!stop.load()) goro::yield();
+                });
                 goro::go([&] {
                   recurse(80, yield_at_bottom);  // ~80 KiB on a 64 KiB stack
                   wg.done();
                 });
-                // Keep another fiber runnable so the overflowing one has someone to
-                // switch to.
-                goro::go([] {
-                  for (;;) goro::yield();
-                });
-                wg.wait();
+                wg.wait();  // only if the overflow went unnoticed
+                stop.store(true);
               });
   });
 #if defined(__SANITIZE_ADDRESS__)
@@ -58,6 +70,10 @@ BOOST_AUTO_TEST_CASE(overflow_of_slab_stack_is_reported) { expect_overflow_repor
 
 // The overflow returns before any switch: the canary catches it at exit.
 BOOST_AUTO_TEST_CASE(overflow_of_slab_stack_caught_at_exit) { expect_overflow_report(0, false); }
+
+BOOST_AUTO_TEST_CASE(overflow_of_reused_slab_stack_caught_at_exit) {
+  expect_overflow_report(0, false, true);
+}
 
 BOOST_AUTO_TEST_CASE(deep_but_fitting_recursion_is_fine) {
   int got = -1;
