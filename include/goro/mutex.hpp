@@ -76,9 +76,10 @@ class mutex {
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
   // Waits (briefly) for an unlock() still finishing its slow path, so the
-  // mutex may be freed as soon as the last unlock() has released it.
+  // mutex may be freed as soon as the last unlock() has released it. Only a
+  // mutex that was ever contended can have one (kContended).
   ~mutex() {
-    if (unlocking_.load(std::memory_order_acquire) != 0) wait_unlockers();
+    if ((state_.load(std::memory_order_acquire) & kContended) != 0) wait_unlockers();
   }
 
   void lock() {
@@ -127,7 +128,12 @@ class mutex {
   static constexpr std::int32_t kLocked = 1;
   static constexpr std::int32_t kWoken = 2;
   static constexpr std::int32_t kStarving = 4;
-  static constexpr int kWaiterShift = 3;
+  // Set by the first lock() that found the mutex held, and never cleared:
+  // only such a mutex can send an unlock() down the slow path, which touches
+  // it after the release (see mutex.cpp), so only its destructor must check
+  // for an unlock() still running.
+  static constexpr std::int32_t kContended = 8;
+  static constexpr int kWaiterShift = 4;
 
   void lock_slow(std::int32_t old);
   void unlock_slow(std::int32_t old, bool may_yield);
@@ -137,10 +143,6 @@ class mutex {
   std::atomic<std::int32_t> state_{0};
   std::atomic<std::uint32_t> sema_{0};    // wake-up tokens (wait table key)
   std::atomic<std::uintptr_t> owner_{0};  // owner_token() of the holder, or 0
-  // Unlockers in their slow path: they count themselves while still holding
-  // the lock and touch the mutex after releasing it (Go's order: release,
-  // then decide whom to wake, which wakes far less under contention).
-  std::atomic<std::int32_t> unlocking_{0};
 };
 
 class shared_mutex {

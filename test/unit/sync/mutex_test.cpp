@@ -13,6 +13,7 @@
 
 #include "common.hpp"
 #include "goro/goro.hpp"
+#include "sync/mutex_internal.hpp"
 
 namespace bdata = boost::unit_test::data;
 using goro_test::kProcs;
@@ -935,6 +936,56 @@ BOOST_AUTO_TEST_CASE(mutex_destroyed_by_last_unlocker_os_threads) {
     for (auto& t : ts) t.join();
   }
   BOOST_TEST(deleted.load() == rounds);  // exactly one owner saw the last reference
+}
+
+namespace unlock_window {
+std::atomic<std::thread::id> stalled;
+std::atomic<int> phase{0};  // 1: the stalled unlocker is in its window, 2: it left the hook
+void stall() {
+  if (std::this_thread::get_id() != stalled.load()) return;
+  phase.store(1);
+  std::this_thread::sleep_for(200ms);
+  phase.store(2);
+}
+}  // namespace unlock_window
+
+BOOST_AUTO_TEST_CASE(mutex_destructor_waits_for_an_unlock_still_running) {
+  // Deterministic form of the refcount race: unlocker U is held (by a test
+  // hook) between its release and its last access to the mutex; meanwhile
+  // E takes and releases the lock, which lets the waiter D in; D unlocks
+  // and destroys the mutex. ~mutex must not return before U is done.
+  namespace uw = unlock_window;
+  goro::detail::g_unlock_window_hook.store(&uw::stall);
+  int phase_after_destroy = -1;
+  bool set_up = false;
+  for (int attempt = 0; attempt < 5 && !set_up; ++attempt) {
+    alignas(goro::mutex) unsigned char storage[sizeof(goro::mutex)];
+    auto* mu = new (storage) goro::mutex;
+    uw::phase.store(0);
+    uw::stalled.store(std::this_thread::get_id());
+    mu->lock();  // U is this thread
+    std::thread d([&] {
+      mu->lock();  // queues as a waiter
+      mu->unlock();
+      mu->~mutex();
+      phase_after_destroy = uw::phase.load();
+    });
+    std::this_thread::sleep_for(50ms);  // let D queue
+    std::thread e([&] {
+      while (uw::phase.load() == 0) std::this_thread::sleep_for(1ms);
+      if (uw::phase.load() != 1) return;
+      mu->lock();
+      mu->unlock();  // wakes D
+    });
+    mu->unlock();  // slow path (D waits): stalls in the hook, if D had queued
+    if (uw::phase.load() == 0) uw::phase.store(3);  // D had not queued: retry
+    e.join();
+    d.join();
+    set_up = uw::phase.load() == 2;
+  }
+  goro::detail::g_unlock_window_hook.store(nullptr);
+  BOOST_TEST_REQUIRE(set_up);
+  BOOST_TEST(phase_after_destroy == 2);
 }
 
 BOOST_DATA_TEST_CASE(shared_mutex_destroyed_by_last_reader, bdata::make({1, 2, 4}), procs) {
