@@ -77,9 +77,9 @@ class mutex {
   mutex& operator=(const mutex&) = delete;
   // Waits (briefly) for an unlock() still finishing its slow path, so the
   // mutex may be freed as soon as the last unlock() has released it. Only a
-  // mutex that was ever contended can have one (kContended).
+  // mutex that was ever contended can have one (contended_).
   ~mutex() {
-    if ((state_.load(std::memory_order_acquire) & kContended) != 0) wait_unlockers();
+    if (contended_.load(std::memory_order_acquire)) wait_unlockers();
   }
 
   void lock() {
@@ -119,8 +119,9 @@ class mutex {
     owner_.store(0, std::memory_order_relaxed);
     // Uncontended: one CAS releases the lock, our last access to *this.
     std::int32_t old = kLocked;
+    // Acquire on failure: the slow path must see contended_ (see mutex.cpp).
     if (!state_.compare_exchange_strong(old, 0, std::memory_order_release,
-                                        std::memory_order_relaxed)) {
+                                        std::memory_order_acquire)) {
       unlock_slow(old, may_yield);
     }
   }
@@ -128,12 +129,7 @@ class mutex {
   static constexpr std::int32_t kLocked = 1;
   static constexpr std::int32_t kWoken = 2;
   static constexpr std::int32_t kStarving = 4;
-  // Set by the first lock() that found the mutex held, and never cleared:
-  // only such a mutex can send an unlock() down the slow path, which touches
-  // it after the release (see mutex.cpp), so only its destructor must check
-  // for an unlock() still running.
-  static constexpr std::int32_t kContended = 8;
-  static constexpr int kWaiterShift = 4;
+  static constexpr int kWaiterShift = 3;
 
   void lock_slow(std::int32_t old);
   void unlock_slow(std::int32_t old, bool may_yield);
@@ -143,6 +139,12 @@ class mutex {
   std::atomic<std::int32_t> state_{0};
   std::atomic<std::uint32_t> sema_{0};    // wake-up tokens (wait table key)
   std::atomic<std::uintptr_t> owner_{0};  // owner_token() of the holder, or 0
+  // Set by the first lock() that found the mutex held, and never cleared:
+  // only such a mutex can send an unlock() down the slow path, which touches
+  // it after the release (see mutex.cpp), so only its destructor must check
+  // for an unlock() still running. Not a bit of state_: the lock() and
+  // unlock() fast paths would then fail on every once-contended mutex.
+  std::atomic<bool> contended_{false};
 };
 
 class shared_mutex {

@@ -3,9 +3,8 @@
 //
 // mutex state_: bit 0 locked, bit 1 woken (an unlocker has woken a waiter,
 // or a spinner is about to take the lock: don't wake another), bit 2
-// starving, bit 3 contended (ever: see below), the rest the number of
-// waiters (counted before they sleep on sema_, uncounted by whoever wakes
-// them).
+// starving, the rest the number of waiters (counted before they sleep on
+// sema_, uncounted by whoever wakes them).
 //
 // Lifetime. unlock()'s slow path follows Go: release first, then decide whom
 // to wake (which wakes far less under contention) — so it touches the mutex
@@ -14,8 +13,11 @@
 // GC keeps it alive; goro makes ~mutex wait. An unlocker announces the mutex
 // in its thread's unlock slot (a cache line of its own, written only by that
 // thread) before the release and clears it after its last access; ~mutex,
-// only for a mutex that was ever contended (kContended, set by lock_slow and
-// never cleared), waits until no slot names it. An earlier version counted
+// only for a mutex that was ever contended (contended_, set by lock_slow and
+// never cleared), waits until no slot names it. Why ~mutex sees contended_:
+// lock_slow sets it before its CASes on state_ (release), which are what
+// can send an unlock() down the slow path; that unlock() reads their value
+// (acquire) before its releasing RMW, from which the destroyer acquired. An earlier version counted
 // unlockers in the mutex itself: two more read-modify-writes of the one
 // contended cache line per unlock, which doubled the time of a contended
 // lock/unlock pair on two CPUs (150 vs 77 ns measured).
@@ -116,13 +118,17 @@ void mutex::lock_slow(std::int32_t old) {
   bool starving = false;
   bool awoke = false;
   int iter = 0;
+  if (!contended_.load(std::memory_order_relaxed)) {
+    contended_.store(true, std::memory_order_relaxed);  // published by the CASes below
+  }
   for (;;) {
     // Spin while it is held in normal mode (in starvation mode ownership is
     // handed to the waiters, so spinning cannot get it).
     if ((old & (kLocked | kStarving)) == kLocked && can_spin(iter)) {
       // Set woken so that the unlocker does not wake a sleeper we would beat.
       if (!awoke && (old & kWoken) == 0 && (old >> kWaiterShift) != 0 &&
-          state_.compare_exchange_weak(old, old | kWoken | kContended, std::memory_order_relaxed)) {
+          state_.compare_exchange_weak(old, old | kWoken, std::memory_order_release,
+                                       std::memory_order_relaxed)) {
         awoke = true;
       }
       spin();
@@ -130,7 +136,7 @@ void mutex::lock_slow(std::int32_t old) {
       old = state_.load(std::memory_order_relaxed);
       continue;
     }
-    std::int32_t next = old | kContended;
+    std::int32_t next = old;
     if ((old & kStarving) == 0) next |= kLocked;  // newcomers don't take a starving mutex
     if ((old & (kLocked | kStarving)) != 0) next += 1 << kWaiterShift;
     // Switch to starvation mode only if it is still held: an unlocked mutex
@@ -140,7 +146,7 @@ void mutex::lock_slow(std::int32_t old) {
       if ((next & kWoken) == 0) fatal("goro: internal error: inconsistent mutex state");
       next &= ~kWoken;
     }
-    if (!state_.compare_exchange_weak(old, next, std::memory_order_acquire,
+    if (!state_.compare_exchange_weak(old, next, std::memory_order_acq_rel,
                                       std::memory_order_relaxed)) {
       continue;  // `old` reloaded
     }
@@ -178,16 +184,7 @@ void mutex::lock_slow(std::int32_t old) {
 
 void mutex::unlock_slow(std::int32_t old, bool may_yield) {
   using namespace detail;
-  // Contended once, but nobody waits, wakes or starves now: release with the
-  // one CAS, our last access to *this.
-  for (;;) {
-    if ((old & kLocked) == 0) throw std::logic_error("goro::mutex: unlock of unlocked mutex");
-    if ((old & ~kContended) != kLocked) break;
-    if (state_.compare_exchange_weak(old, old & ~kLocked, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-      return;
-    }
-  }
+  if ((old & kLocked) == 0) throw std::logic_error("goro::mutex: unlock of unlocked mutex");
   // Announced while we still hold the lock (the release below publishes it),
   // so a fiber that locks, unlocks and destroys the mutex after our release
   // waits in ~mutex until we are done.
