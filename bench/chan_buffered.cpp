@@ -53,15 +53,25 @@ double run_once(int p, int c, long per, std::size_t cap) {
 int main(int argc, char** argv) {
   const long n = bench::flag(argc, argv, "-n", 10'000'000);
   const int reps = static_cast<int>(bench::flag(argc, argv, "-reps", 5));
+  const long only = bench::flag(argc, argv, "-only", 0);  // 1, 2, 3: just that one
   double a = 0, b = 0, c = 0;
   goro::run([&] {
-    a = bench::median_seconds("chan_buffered_1p1c", reps, [&] { return run_once(1, 1, n, kCap); });
-    b = bench::median_seconds("chan_buffered_4p4c", reps,
-                              [&] { return run_once(4, 4, n / 4, kCap); });
-    c = bench::median_seconds("chan_unbuffered_4p4c", reps,
-                              [&] { return run_once(4, 4, n / 10 / 4, 0); });
+    if (only == 0 || only == 1) {
+      a = bench::median_seconds("chan_buffered_1p1c", reps,
+                                [&] { return run_once(1, 1, n, kCap); });
+    }
+    if (only == 0 || only == 2) {
+      b = bench::median_seconds("chan_buffered_4p4c", reps,
+                                [&] { return run_once(4, 4, n / 4, kCap); });
+    }
+    if (only == 0 || only == 3) {
+      c = bench::median_seconds("chan_unbuffered_4p4c", reps,
+                                [&] { return run_once(4, 4, n / 10 / 4, 0); });
+    }
   });
-  bench::report("chan_buffered_1p1c", a * 1e9 / static_cast<double>(n), "ns/op");
-  bench::report("chan_buffered_4p4c", b * 1e9 / static_cast<double>(4 * (n / 4)), "ns/op");
-  bench::report("chan_unbuffered_4p4c", c * 1e9 / static_cast<double>(4 * (n / 10 / 4)), "ns/op");
+  if (a > 0) bench::report("chan_buffered_1p1c", a * 1e9 / static_cast<double>(n), "ns/op");
+  if (b > 0)
+    bench::report("chan_buffered_4p4c", b * 1e9 / static_cast<double>(4 * (n / 4)), "ns/op");
+  if (c > 0)
+    bench::report("chan_unbuffered_4p4c", c * 1e9 / static_cast<double>(4 * (n / 10 / 4)), "ns/op");
 }
