@@ -184,12 +184,21 @@ void reset_spinning(worker* w) {
   if (!w->p->q.empty() || s->gq_size.load(std::memory_order_relaxed) > 0) wakep_if_needed(s);
 }
 
+// Work on some queue that an idle worker should take. Not the runnext
+// slots: a fiber there was put by its P's running worker, which runs it
+// next (a spinning worker may still take it after a grace period, in
+// steal()); counting it would keep a second worker spinning for ever beside
+// a communicating pair on one P, whose runnext is full half the time,
+// polling that P's cache lines (measured: a ping-pong round trip 210 ns with,
+// 150-170 without). Under migrate_always, fibers are put in other Ps'
+// runnext slots, whose workers may be asleep: then they count.
 bool any_work(sched* s) {
+  const bool runnext = s->migrate_always;
   if (s->gq_size.load() > 0) return true;
   const int n = s->ps_used.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     processor* v = s->ps[static_cast<std::size_t>(i)];
-    if (!v->q.empty() || v->runnext.load() != nullptr) return true;
+    if (!v->q.empty() || (runnext && v->runnext.load() != nullptr)) return true;
   }
   return false;
 }
@@ -274,11 +283,18 @@ fiber* steal(worker* w) {
       // readied by a fiber about to block (a channel hand-off), and its owner
       // will run it within ~100 ns. Stealing it would move a
       // communicating pair onto two threads. Go waits 3 us here too.
-      if (last && v->runnext.load(std::memory_order_relaxed) != nullptr) {
+      // Taken only if its owner has not scheduled meanwhile (schedtick):
+      // an owner that keeps scheduling runs it soon, and a pair of fibers
+      // readying each other refills the slot every ~100 ns, so "still
+      // non-empty after the wait" would split the pair across two workers.
+      if (fiber* seen = v->runnext.load(std::memory_order_relaxed); last && seen != nullptr) {
+        const std::uint32_t tick = v->schedtick.load(std::memory_order_relaxed);
         const auto until = std::chrono::steady_clock::now() + kRunnextGrace;
         while (std::chrono::steady_clock::now() < until) cpu_relax();
-        fiber* f = v->runnext.load(std::memory_order_relaxed);
-        if (f != nullptr && v->runnext.compare_exchange_strong(f, nullptr)) return f;
+        if (v->schedtick.load(std::memory_order_relaxed) == tick &&
+            v->runnext.compare_exchange_strong(seen, nullptr)) {
+          return seen;
+        }
       }
     }
   }
