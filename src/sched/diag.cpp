@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -152,10 +153,14 @@ bool nobody_can_wake(sched* s, int stat_fd) {
   return foreign_running_threads(stat_fd) <= 0;
 }
 
-volatile sig_atomic_t g_sigquit = 0;
+// Set by the SIGQUIT handler, taken by the monitor. A lock-free atomic is as
+// async-signal-safe as a volatile sig_atomic_t and, unlike it, no data race
+// between the thread the signal landed on and the monitor (TSan saw one).
+std::atomic<int> g_sigquit{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 struct sigaction g_old_sigquit;
 
-void on_sigquit(int) { g_sigquit = 1; }
+void on_sigquit(int) { g_sigquit.store(1, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -310,8 +315,7 @@ void dump_fibers(sched* s, std::ostream& os, [[maybe_unused]] bool backtraces) {
 }
 
 void diag_tick(sched* s, deadlock_watch& dw, nanos now) {
-  if (g_sigquit != 0) {
-    g_sigquit = 0;
+  if (g_sigquit.exchange(0, std::memory_order_relaxed) != 0) {
     std::ostringstream os;
     os << "goro: SIGQUIT: fiber dump\n";
     dump_fibers(s, os);
@@ -346,7 +350,7 @@ void diag_tick(sched* s, deadlock_watch& dw, nanos now) {
 
 void install_sigquit(sched* s) {
   if (!s->dump_on_sigquit) return;
-  g_sigquit = 0;
+  g_sigquit.store(0, std::memory_order_relaxed);
   struct sigaction sa {};
   sa.sa_handler = on_sigquit;
   sigemptyset(&sa.sa_mask);
