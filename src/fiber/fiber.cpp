@@ -227,6 +227,7 @@ void yield_fiber() {
   // Under options::migrate_always it goes through the queues all the same.
   if (next == nullptr && !stopping && !timers && !w->p->migrate) return;
   if (next != nullptr) set_state(next, fiber_state::runnable, fiber_state::running);
+  w->p->yields.store(w->p->yields.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   w->sw = switch_record{self, after::requeue, nullptr, nullptr};
   bctx::transfer_t t = jump_to(w, self, next, false);
   resumed(self, t);
