@@ -100,7 +100,7 @@ struct processor {
   const int id;
   runq q;                                   // see runq.hpp
   std::atomic<fiber*> runnext{nullptr};     // owner sets; owner and thieves take
-  std::atomic<std::uint32_t> schedtick{0};  // owner writes, sysmon reads: schedules so far
+  std::atomic<std::uint32_t> schedtick{0};  // owner writes, sysmon and thieves read: schedules
   std::atomic<std::uint32_t> yields{0};     // owner writes, thieves read: yields so far
   bool migrate = false;                     // sched::migrate_always, at hand for runq_put
   std::uint32_t runnext_streak = 0;         // owner only: consecutive runnext picks
