@@ -15,11 +15,16 @@
 //     an empty ring gets a value handed over directly, a receiver that
 //     frees a slot moves the first parked sender's value into it, so parked
 //     waiters are served in FIFO order;
-//   * no lost wake-up (Dekker): a waiter links itself (waiters_ += 1, a
-//     seq_cst RMW), fences, and retries the ring once before parking; a fast
-//     operation publishes its slot, fences, and reads waiters_ — so either
-//     the waiter's retry sees the slot, or the fast operation sees the
-//     waiter and serves it under the lock (after_fast_op);
+//   * no lost wake-up (Dekker): a waiter links itself (waiters_ += 1),
+//     fences, and rechecks the ring before parking; a fast operation claims
+//     its position with a seq_cst CAS (tail_ or head_) and, after filling or
+//     emptying the slot, reads waiters_ (seq_cst) — so either the waiter's
+//     recheck sees the claim, or the fast operation sees the waiter and
+//     serves it under the lock (after_fast_op). A recheck that sees a
+//     claimed slot not yet filled waits the few instructions until it is
+//     (recheck_pop/recheck_push) instead of parking. The fast operation
+//     needs no fence of its own: on x86 its CAS is the one locked
+//     instruction per message;
 //   * a fast operation in flight when a waiter parks can still take a slot
 //     meant for that waiter; the waiter is then woken with `retry` and tries
 //     again (it never misses a value: someone got it, in order).
@@ -97,7 +102,8 @@ chan_base::chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
       buf_(buf),
       lockfree_(uses_ring(cap, ops)),
       seqs_(lockfree_ ? reinterpret_cast<std::atomic<std::uint64_t>*>(buf + seqs_offset(cap, ops))
-                      : nullptr) {
+                      : nullptr),
+      ring_mod_(cap) {
   recvq_.count = &waiters_;
   sendq_.count = &waiters_;
 }
@@ -116,12 +122,14 @@ chan_base::push_result chan_base::ring_push(void* src) {
   std::uint64_t pos = tail_.load(std::memory_order_relaxed);
   for (;;) {
     if ((pos & kClosedBit) != 0) return push_result::closed;
-    std::atomic<std::uint64_t>& seq = seqs_[pos % cap_];
+    std::atomic<std::uint64_t>& seq = seqs_[ring_mod_.mod(pos)];
     const std::uint64_t s = seq.load(std::memory_order_acquire);
     const auto diff = static_cast<std::int64_t>(s - 2 * pos);
     if (diff == 0) {
-      if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
-        ops_->construct(slot(pos % cap_), src);
+      // seq_cst: the claim is the fast side of the Dekker with waiters_.
+      if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        ops_->construct(slot(ring_mod_.mod(pos)), src);
         seq.store(2 * pos + 1, std::memory_order_release);
         return push_result::pushed;
       }
@@ -136,12 +144,13 @@ chan_base::push_result chan_base::ring_push(void* src) {
 bool chan_base::ring_pop(void* dst) {
   std::uint64_t pos = head_.load(std::memory_order_relaxed);
   for (;;) {
-    std::atomic<std::uint64_t>& seq = seqs_[pos % cap_];
+    std::atomic<std::uint64_t>& seq = seqs_[ring_mod_.mod(pos)];
     const std::uint64_t s = seq.load(std::memory_order_acquire);
     const auto diff = static_cast<std::int64_t>(s - (2 * pos + 1));
     if (diff == 0) {
-      if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
-        void* e = slot(pos % cap_);
+      if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        void* e = slot(ring_mod_.mod(pos));
         if (dst != nullptr) ops_->deliver(dst, e);
         ops_->destroy(e);
         seq.store(2 * (pos + cap_), std::memory_order_release);
@@ -158,18 +167,45 @@ bool chan_base::ring_pop(void* dst) {
 bool chan_base::ring_empty() const {
   // head first: tail only grows and never passes below head, so equal values
   // mean the ring was empty (nothing claimed) at the moment head was read
-  // or later.
-  const std::uint64_t h = head_.load(std::memory_order_acquire);
-  const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
+  // or later. seq_cst: the waiter's side of the Dekker (recheck_pop).
+  const std::uint64_t h = head_.load(std::memory_order_seq_cst);
+  const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
   return h == t;
 }
 
 bool chan_base::ring_full() const {
   // tail first: then head can only have moved on, so a count of cap (or
   // more) means the ring was full at the moment head was read.
-  const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
-  const std::uint64_t h = head_.load(std::memory_order_acquire);
+  const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
+  const std::uint64_t h = head_.load(std::memory_order_seq_cst);
   return h <= t && t - h >= cap_;
+}
+
+bool chan_base::recheck_pop(void* dst) {
+  for (;;) {
+    if (ring_pop(dst)) return true;
+    // Empty by the counters: every push claimed before our fence was taken
+    // by someone, and any later one reads waiters_ after its claim and sees
+    // us. Otherwise a claimed slot is being filled (or another receiver
+    // got there first, and the next round sees that).
+    if (ring_empty()) return false;
+    cpu_relax();
+  }
+}
+
+bool chan_base::recheck_push(void* src) {
+  for (;;) {
+    switch (ring_push(src)) {
+      case push_result::pushed:
+        return true;
+      case push_result::closed:
+        return false;  // not while mu_ is held; for completeness
+      case push_result::full:
+        break;
+    }
+    if (ring_full()) return false;
+    cpu_relax();
+  }
 }
 
 chan_waiter* chan_base::serve_receiver_locked() {
@@ -198,8 +234,8 @@ chan_waiter* chan_base::serve_sender_locked() {
 }
 
 void chan_base::after_fast_op(bool pushed) {
-  full_fence();
-  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  // No fence: the claim's seq_cst CAS precedes this seq_cst load (header).
+  if (waiters_.load(std::memory_order_seq_cst) == 0) return;
   // Serve the other side's parked waiters while the ring has something for
   // them. ring_empty()/ring_full() can only err towards "there may be
   // something" (see there), and when an attempt then fails, that waiter is
@@ -358,7 +394,7 @@ bool chan_base::send(void* src, bool block) {
     if (lockfree_) {
       // The recheck of the Dekker pairing with after_fast_op.
       full_fence();
-      if (ring_push(src) == push_result::pushed) {
+      if (recheck_push(src)) {
         sendq_.remove(&w);
         wake = serve_receiver_locked();
         unlock_and_wake(wake);
@@ -404,7 +440,7 @@ int chan_base::recv(void* dst, bool block) {
     recvq_.push(&w);
     if (lockfree_) {
       full_fence();
-      if (ring_pop(dst)) {
+      if (recheck_pop(dst)) {
         recvq_.remove(&w);
         wake = serve_sender_locked();
         unlock_and_wake(wake);

@@ -154,9 +154,8 @@ std::size_t select_impl(select_op* ops, std::size_t n, bool has_default) {
       for (std::size_t i : order) {
         chan_base* c = ops[i].c;
         if (!c->lockfree_) continue;
-        const bool done = ops[i].is_send
-                              ? c->ring_push(ops[i].elem) == chan_base::push_result::pushed
-                              : c->ring_pop(ops[i].elem);
+        const bool done =
+            ops[i].is_send ? c->recheck_push(ops[i].elem) : c->recheck_pop(ops[i].elem);
         if (!done) continue;
         unlink_locked();
         chan_waiter* wake = ops[i].is_send ? c->serve_receiver_locked() : c->serve_sender_locked();

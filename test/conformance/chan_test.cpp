@@ -369,3 +369,42 @@ BOOST_DATA_TEST_CASE(close_racing_senders, bdata::make(kProcs), procs) {
     }
   });
 }
+
+// The ring maps positions to slots with a multiply instead of a division:
+// checked against `%` for divisors that are and are not powers of two, at
+// small positions, around every power of two, and at random 64-bit ones.
+BOOST_AUTO_TEST_CASE(ring_slot_mapping_matches_division) {
+  std::uint64_t rng = 0x9e3779b97f4a7c15u;
+  auto next = [&rng] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  std::vector<std::uint64_t> divisors;
+  for (std::uint64_t d = 1; d <= 1100; ++d) divisors.push_back(d);
+  for (int b = 11; b < 64; ++b) {
+    const std::uint64_t p = std::uint64_t{1} << b;
+    divisors.insert(divisors.end(), {p - 1, p, p + 1});
+  }
+  for (int i = 0; i < 200; ++i) divisors.push_back(next() | 1);
+  divisors.push_back(~std::uint64_t{0});
+  long mismatches = 0;
+  for (const std::uint64_t d : divisors) {
+    const goro::detail::fast_mod m(d);
+    auto check = [&](std::uint64_t n) {
+      if (m.mod(n) != n % d || m.div(n) != n / d) ++mismatches;
+    };
+    for (std::uint64_t n = 0; n < 3000; ++n) check(n);
+    for (int b = 1; b < 64; ++b) {
+      const std::uint64_t p = std::uint64_t{1} << b;
+      for (std::uint64_t k = 0; k < 3; ++k) {
+        check(p - 1 - k);
+        check(p + k);
+      }
+    }
+    for (int i = 0; i < 2000; ++i) check(next());
+    check(~std::uint64_t{0});
+  }
+  BOOST_TEST(mismatches == 0);
+}

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "goro/detail/fast_mod.hpp"
 #include "goro/detail/spinlock.hpp"
 #include "goro/detail/wait_list.hpp"
 
@@ -130,6 +131,12 @@ class chan_base {
   bool ring_pop(void* dst);  // dst null: destroy the element
   bool ring_empty() const;   // no slot claimed and unconsumed (true at some instant)
   bool ring_full() const;    // every slot claimed (true at some instant)
+  // A parked-to-be waiter's recheck, with its waiter linked, mu_ held and a
+  // fence after the link: false only if the ring was empty (full) by the
+  // claim counters, so every fast operation that the recheck misses sees
+  // the waiter. Waits out a slot claimed but not yet filled (emptied).
+  bool recheck_pop(void* dst);
+  bool recheck_push(void* src);
 
   // With mu_ held, after this thread put a value in the ring: a parked
   // receiver (if any) gets the ring's head, or is told to retry. Returns the
@@ -161,6 +168,7 @@ class chan_base {
   unsigned char* const buf_;                // cap_ slots of ops_->size bytes
   const bool lockfree_;                     // buffered and T nothrow-movable: use the ring
   std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ sequence numbers, after the slots
+  const fast_mod ring_mod_;                 // position % cap_ without a division
 
   mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
   // Waiters linked in recvq_ + sendq_ (changed under mu_, read lock-free by
