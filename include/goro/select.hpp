@@ -14,9 +14,15 @@
 //   goro::select(range)                over a runtime-sized range of goro::select_case
 //
 // Semantics (Go's):
-//   * Each case holds its own copy of the channel handle (and of the value to
-//     send), taken when the case is made: reassigning the variable inside a
-//     handler affects later selects only.
+//   * A case made from a channel variable (an lvalue) refers to that
+//     variable, which must outlive the select (it does in
+//     `select(on_recv(c), ...)`); its channel is read when the select starts,
+//     as Go evaluates the channel expressions on entering a select. This
+//     spares two reference-count RMWs per case per select. A case made from
+//     a temporary (`on_recv(ctx.done())`) holds its own handle, and so does
+//     every select_case. The value to send is always the case's own copy.
+//     Reassigning a channel variable inside a handler affects later selects
+//     only.
 //   * Exactly one case commits. When several are ready, one is chosen
 //     uniformly at random. Cases on nil channels are never chosen.
 //   * With no ready case, on_default runs if present; otherwise the caller
@@ -49,9 +55,25 @@ using elem_t = std::conditional_t<std::is_void_v<T>, unit, T>;
 
 struct no_handler {};
 
-template <class T, class F>
+// A case's channel: a handle of its own (H = chan<T>) or a borrowed one.
+template <class T>
+struct borrowed_chan {
+  const chan<T>* p;
+  chan_base* base() const { return p->base(); }
+  chan<T> own() const { return *p; }
+};
+template <class T>
+chan<T> own_handle(const chan<T>& c) {
+  return c;
+}
+template <class T>
+chan<T> own_handle(const borrowed_chan<T>& c) {
+  return c.own();
+}
+
+template <class T, class F, class H = chan<T>>
 struct recv_case {
-  chan<T> c;
+  H c;
   F f;
   std::optional<elem_t<T>> v;
 
@@ -83,9 +105,9 @@ struct recv_case {
   }
 };
 
-template <class T, class F>
+template <class T, class F, class H = chan<T>>
 struct send_case {
-  chan<T> c;
+  H c;
   elem_t<T> v;
   F f;
 
@@ -120,10 +142,10 @@ struct default_case {
 
 template <class C>
 struct is_case : std::false_type {};
-template <class T, class F>
-struct is_case<recv_case<T, F>> : std::true_type {};
-template <class T, class F>
-struct is_case<send_case<T, F>> : std::true_type {};
+template <class T, class F, class H>
+struct is_case<recv_case<T, F, H>> : std::true_type {};
+template <class T, class F, class H>
+struct is_case<send_case<T, F, H>> : std::true_type {};
 template <class F>
 struct is_case<default_case<F>> : std::true_type {};
 template <class C>
@@ -134,31 +156,70 @@ inline constexpr bool is_default_v = false;
 template <class F>
 inline constexpr bool is_default_v<default_case<F>> = true;
 
+// The same case holding its own channel handle (for select_case).
+template <class C>
+C owning_case(C c) {
+  return c;
+}
+template <class T, class F, class H>
+auto owning_case(recv_case<T, F, H> c) {
+  return recv_case<T, F>{own_handle(c.c), std::move(c.f), std::move(c.v)};
+}
+template <class T, class F, class H>
+auto owning_case(send_case<T, F, H> c) {
+  return send_case<T, F>{own_handle(c.c), std::move(c.v), std::move(c.f)};
+}
+
 }  // namespace detail
 
+// From a channel variable: the case borrows it. From a temporary: the case
+// holds the handle (see "Semantics" above).
 template <class T>
 auto on_recv(const chan<T>& c) {
-  return detail::recv_case<T, detail::no_handler>{c, {}, std::nullopt};
+  return detail::recv_case<T, detail::no_handler, detail::borrowed_chan<T>>{{&c}, {}, std::nullopt};
+}
+template <class T>
+auto on_recv(chan<T>&& c) {
+  return detail::recv_case<T, detail::no_handler>{std::move(c), {}, std::nullopt};
 }
 template <class T, class F>
 auto on_recv(const chan<T>& c, F handler) {
-  return detail::recv_case<T, F>{c, std::move(handler), std::nullopt};
+  return detail::recv_case<T, F, detail::borrowed_chan<T>>{{&c}, std::move(handler), std::nullopt};
+}
+template <class T, class F>
+auto on_recv(chan<T>&& c, F handler) {
+  return detail::recv_case<T, F>{std::move(c), std::move(handler), std::nullopt};
 }
 
 template <class T>
 requires(!std::is_void_v<T>) auto on_send(const chan<T>& c, T v) {
-  return detail::send_case<T, detail::no_handler>{c, std::move(v), {}};
+  return detail::send_case<T, detail::no_handler, detail::borrowed_chan<T>>{{&c}, std::move(v), {}};
+}
+template <class T>
+requires(!std::is_void_v<T>) auto on_send(chan<T>&& c, T v) {
+  return detail::send_case<T, detail::no_handler>{std::move(c), std::move(v), {}};
 }
 template <class T, class F>
 requires(!std::is_void_v<T>) auto on_send(const chan<T>& c, T v, F handler) {
-  return detail::send_case<T, F>{c, std::move(v), std::move(handler)};
+  return detail::send_case<T, F, detail::borrowed_chan<T>>{{&c}, std::move(v), std::move(handler)};
+}
+template <class T, class F>
+requires(!std::is_void_v<T>) auto on_send(chan<T>&& c, T v, F handler) {
+  return detail::send_case<T, F>{std::move(c), std::move(v), std::move(handler)};
 }
 inline auto on_send(const chan<void>& c) {
-  return detail::send_case<void, detail::no_handler>{c, {}, {}};
+  return detail::send_case<void, detail::no_handler, detail::borrowed_chan<void>>{{&c}, {}, {}};
+}
+inline auto on_send(chan<void>&& c) {
+  return detail::send_case<void, detail::no_handler>{std::move(c), {}, {}};
 }
 template <class F>
 auto on_send(const chan<void>& c, F handler) {
-  return detail::send_case<void, F>{c, {}, std::move(handler)};
+  return detail::send_case<void, F, detail::borrowed_chan<void>>{{&c}, {}, std::move(handler)};
+}
+template <class F>
+auto on_send(chan<void>&& c, F handler) {
+  return detail::send_case<void, F>{std::move(c), {}, std::move(handler)};
 }
 
 inline auto on_default() { return detail::default_case<detail::no_handler>{}; }
@@ -206,7 +267,7 @@ class select_case {
  public:
   template <class C>
   requires detail::is_case_v<C> select_case(C c)  // NOLINT(google-explicit-constructor)
-      : impl_(std::make_unique<model<std::remove_cvref_t<C>>>(std::move(c))) {}
+      : impl_(make_model(detail::owning_case(std::move(c)))) {}
 
   // Internal, used by select(range).
   void prepare(detail::select_op& op, bool& is_default) { impl_->prepare(op, is_default); }
@@ -225,6 +286,10 @@ class select_case {
     void fire(const detail::select_op& op) override { c.fire(op); }
     C c;
   };
+  template <class C>
+  static std::unique_ptr<concept_t> make_model(C c) {
+    return std::make_unique<model<C>>(std::move(c));
+  }
   std::unique_ptr<concept_t> impl_;
 };
 

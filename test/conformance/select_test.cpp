@@ -60,7 +60,7 @@ BOOST_AUTO_TEST_CASE(fairness_uniform_choice) {
     a.try_send(1);
     b.try_send(1);
     std::size_t k = goro::select(goro::on_recv(a), goro::on_recv(b));
-    ++wins[k];
+    ++wins[k == 0 ? 0 : 1];
     // Drain the other so both are ready again next time.
     (void)goro::select(goro::on_recv(k == 0 ? b : a), goro::on_default());
   }
@@ -339,4 +339,43 @@ BOOST_DATA_TEST_CASE(plain_and_select_mixed_exactly_once, bdata::make(kProcs), p
     BOOST_TEST(a.size() == 0u);
     BOOST_TEST(b.size() == 0u);
   });
+}
+
+// A select_case holds its own channel handle even when made from a channel
+// variable (the variadic select borrows the variable instead): the case
+// outlives the variable here. Under ASan a borrowed handle is a
+// use-after-scope; without it, the channel would be gone.
+BOOST_AUTO_TEST_CASE(select_case_owns_its_channel) {
+  std::vector<goro::select_case> cases;
+  std::optional<int> got;
+  {
+    auto c = goro::make_chan<int>(1);
+    BOOST_TEST_REQUIRE(c.try_send(5));
+    cases.emplace_back(goro::on_recv(c, [&](std::optional<int> v) { got = v; }));
+    auto s = goro::make_chan<int>(1);
+    cases.emplace_back(goro::on_send(s, 7));
+    BOOST_TEST_REQUIRE(s.try_send(1));  // full: the send case cannot commit
+  }
+  BOOST_TEST(goro::select(cases) == 0u);
+  BOOST_TEST((got == std::optional<int>(5)));
+}
+
+// A case made from a temporary handle keeps its channel alive for the
+// select, and a case made from a variable sees the channel the variable
+// holds when the select starts (Go evaluates the channel operands then).
+BOOST_AUTO_TEST_CASE(select_case_handles_temporaries_and_variables) {
+  auto make_ready = [] {
+    auto c = goro::make_chan<int>(1);
+    c.try_send(9);
+    return c;
+  };
+  int seen = 0;
+  BOOST_TEST(goro::select(goro::on_recv(make_ready(), [&](std::optional<int> v) { seen = *v; }),
+                          goro::on_default()) == 0u);
+  BOOST_TEST(seen == 9);
+  goro::chan<int> var;  // nil
+  auto ready = make_ready();
+  var = ready;
+  BOOST_TEST(goro::select(goro::on_recv(var), goro::on_default()) == 0u);
+  BOOST_TEST(ready.size() == 0u);
 }

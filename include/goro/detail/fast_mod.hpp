@@ -15,6 +15,8 @@
 
 namespace goro::detail {
 
+__extension__ using uint128_t = unsigned __int128;  // GCC and Clang, 64-bit targets
+
 class fast_mod {
  public:
   explicit fast_mod(std::uint64_t d) : d_(d == 0 ? 1 : d) {
@@ -26,7 +28,7 @@ class fast_mod {
     // l = ceil(log2 d) (d is not a power of two, so d >= 3 and 2 <= l <= 64);
     // m = floor(2^64 * (2^l - d) / d) + 1, which fits in 64 bits.
     const int l = 64 - std::countl_zero(d_);
-    const unsigned __int128 two_l = static_cast<unsigned __int128>(1) << l;
+    const uint128_t two_l = static_cast<uint128_t>(1) << l;
     magic_ = static_cast<std::uint64_t>(((two_l - d_) << 64) / d_) + 1;
     shift_ = l - 1;
   }
@@ -35,7 +37,7 @@ class fast_mod {
 
   std::uint64_t div(std::uint64_t n) const {
     if (pow2_) return n >> std::countr_zero(d_);
-    const auto t = static_cast<std::uint64_t>((static_cast<unsigned __int128>(magic_) * n) >> 64);
+    const auto t = static_cast<std::uint64_t>((static_cast<uint128_t>(magic_) * n) >> 64);
     return (t + ((n - t) >> 1)) >> shift_;
   }
 
