@@ -25,6 +25,62 @@
 
 namespace goro::detail {
 
+// The switch itself. On x86-64 (System V), goro uses its own copy of Boost's
+// jump_fcontext: the same context layout (made by make_fcontext, read by
+// ontop_fcontext for backtraces, by tools/goro-gdb.py for parked fibers) and the
+// same saved state (callee-saved registers, MXCSR, x87 control word), with
+// one difference: it resumes the other context with `ret`, not `jmp *%r8`.
+// The switching side's `call` pushed a return address on the CPU's return
+// stack buffer; Boost's `jmp` never pops it, so every return the resumed
+// fiber then makes up its own call chain is predicted one frame off and
+// mispredicts (measured: 5-6 mispredicted returns per switch, a third of a
+// channel ping-pong round trip). With `ret`, the buffer stays aligned, and
+// when both sides switch from the same call site (a fiber parking where the
+// other one parked) every return is predicted. Elsewhere Boost's is used.
+#if defined(__x86_64__) && defined(__linux__)
+extern "C" bctx::transfer_t goro_jump_fcontext(bctx::fcontext_t to, void* data);
+asm(R"(
+    .pushsection .text
+    .globl goro_jump_fcontext
+    .hidden goro_jump_fcontext
+    .type goro_jump_fcontext, @function
+    .p2align 4
+goro_jump_fcontext:
+    leaq    -0x38(%rsp), %rsp
+    stmxcsr (%rsp)
+    fnstcw  0x4(%rsp)
+    movq    %r12, 0x8(%rsp)
+    movq    %r13, 0x10(%rsp)
+    movq    %r14, 0x18(%rsp)
+    movq    %r15, 0x20(%rsp)
+    movq    %rbx, 0x28(%rsp)
+    movq    %rbp, 0x30(%rsp)
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    ldmxcsr (%rsp)
+    fldcw   0x4(%rsp)
+    movq    0x8(%rsp), %r12
+    movq    0x10(%rsp), %r13
+    movq    0x18(%rsp), %r14
+    movq    0x20(%rsp), %r15
+    movq    0x28(%rsp), %rbx
+    movq    0x30(%rsp), %rbp
+    leaq    0x38(%rsp), %rsp
+    movq    %rsi, %rdx
+    movq    %rax, %rdi
+    ret
+    .size goro_jump_fcontext, .-goro_jump_fcontext
+    .popsection
+)");
+inline bctx::transfer_t switch_context(bctx::fcontext_t to, void* data) {
+  return goro_jump_fcontext(to, data);
+}
+#else
+inline bctx::transfer_t switch_context(bctx::fcontext_t to, void* data) {
+  return bctx::jump_fcontext(to, data);
+}
+#endif
+
 void destroy_locals(fiber* f);                 // fiber_local.cpp
 void print_panic(fiber* f, const char* what);  // runtime.cpp
 
@@ -94,12 +150,12 @@ bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
     if (to->ctx == nullptr) start(w, to);
     san::asan_start_switch(fake, to->stk.lo, to->stk.size);
     san::tsan_switch_to(to->tsan);
-    return bctx::jump_fcontext(to->ctx, &w->sw);
+    return switch_context(to->ctx, &w->sw);
   }
   w->current = nullptr;
   san::asan_start_switch(fake, w->g0_stack_lo, w->g0_stack_size);
   san::tsan_switch_to(w->g0_tsan);
-  return bctx::jump_fcontext(w->g0, &w->sw);
+  return switch_context(w->g0, &w->sw);
 }
 
 // GORO_LOCK_CHECKS: the fiber that just switched away left no internal
