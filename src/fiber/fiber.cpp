@@ -36,12 +36,13 @@ namespace goro::detail {
 // mispredicts (measured: 5-6 mispredicted returns per switch, a third of a
 // channel ping-pong round trip). With `ret`, the buffer stays aligned, and
 // when both sides switch from the same call site (a fiber parking where the
-// other one parked) every return is predicted. Measured against Boost's
-// jump: channel ping-pong 121-135 -> 96-107 ns per round trip, a yield on
-// one processor 26 -> 16 ns; skynet (fibers that mostly start and exit)
-// 0.24 -> 0.27 s, where the indirect jmp's own predictor did better
-// (starting fresh contexts through Boost's jump did not win it back).
-// Elsewhere Boost's is used.
+// other one parked) every return is predicted. Where they did not (a fresh
+// fiber's trampoline, an exiting fiber handing over to one parked elsewhere,
+// g0), Boost's indirect jmp, whose own predictor learns the pattern, did
+// better: skynet took 0.27 s with `ret` everywhere against 0.24 s, so
+// jump_to picks per switch. Measured against Boost's jump alone: channel
+// ping-pong 121-135 -> 95-103 ns per round trip, a yield on one processor
+// 26 -> 16 ns, skynet 0.23-0.24 -> 0.22-0.23 s. Other platforms use Boost's.
 #if defined(__x86_64__) && defined(__linux__)
 extern "C" bctx::transfer_t goro_jump_fcontext(bctx::fcontext_t to, void* data);
 asm(R"(
@@ -152,15 +153,25 @@ bctx::transfer_t jump_to(worker* w, fiber* from, fiber* to, bool from_dying) {
   w->running_id.store(to != nullptr ? to->id : 0, std::memory_order_relaxed);
   if (to != nullptr) {
     w->current = to;
-    if (to->ctx == nullptr) start(w, to);
+    const bool fresh = to->ctx == nullptr;
+    if (fresh) start(w, to);
+    // `ret` pays where the two fibers stopped at the same place (the same
+    // wait reason: the same park call chain, or both yielded), so that the
+    // resumed fiber's returns match the ones the stopping fiber's calls
+    // pushed. Elsewhere (a fresh fiber's trampoline, a fiber exiting into
+    // one parked elsewhere) Boost's indirect jmp predicts better.
+    const bool same_site = !fresh && from != nullptr &&
+                           from->wait_reason.load(std::memory_order_relaxed) ==
+                               to->wait_reason.load(std::memory_order_relaxed);
     san::asan_start_switch(fake, to->stk.lo, to->stk.size);
     san::tsan_switch_to(to->tsan);
+    if (!same_site) return bctx::jump_fcontext(to->ctx, &w->sw);
     return switch_context(to->ctx, &w->sw);
   }
   w->current = nullptr;
   san::asan_start_switch(fake, w->g0_stack_lo, w->g0_stack_size);
   san::tsan_switch_to(w->g0_tsan);
-  return switch_context(w->g0, &w->sw);
+  return bctx::jump_fcontext(w->g0, &w->sw);
 }
 
 // GORO_LOCK_CHECKS: the fiber that just switched away left no internal
