@@ -250,7 +250,19 @@ requires(detail::is_case_v<Cases>&&...) std::size_t select(Cases&&... cases) {
       }(cases),
       ...);
   (void)k;  // unused when there are no cases
-  std::size_t i = detail::select_impl(ops, n, has_default);
+  std::size_t i = n;
+  if constexpr (n == 2) {
+    // One case and a default (Go compiles it to selectnbrecv/selectnbsend):
+    // when the channel's lock-free check says it would block, take the
+    // default without calling into the runtime.
+    if (has_default) {
+      const detail::select_op& op = ops[default_index == 0 ? 1 : 0];
+      if (op.c == nullptr || (op.is_send ? op.c->send_would_block() : op.c->recv_would_block())) {
+        i = default_index;
+      }
+    }
+  }
+  if (i == n) i = detail::select_impl(ops, n, has_default);
   if (i == n) i = default_index;
   k = 0;
   (

@@ -379,3 +379,74 @@ BOOST_AUTO_TEST_CASE(select_case_handles_temporaries_and_variables) {
   BOOST_TEST(goro::select(goro::on_recv(var), goro::on_default()) == 0u);
   BOOST_TEST(ready.size() == 0u);
 }
+
+// One case and a default: the inline "would block" check in select() must
+// agree with the channel's own rules for every kind of channel.
+namespace {
+struct throwing_move {  // a buffered channel of it uses the locked buffer
+  int v = 0;
+  explicit throwing_move(int x) : v(x) {}
+  throwing_move(const throwing_move&) = default;
+  throwing_move(throwing_move&& o) noexcept(false) : v(o.v) {}
+  throwing_move& operator=(const throwing_move&) = default;
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_case_with_default_fast_path) {
+  goro::run({.maxprocs = 2}, [] {
+    auto nb_recv = [](const goro::chan<int>& c, std::optional<int>* got) {
+      return goro::select(goro::on_recv(c, [&](std::optional<int> v) { *got = v; }),
+                          goro::on_default());
+    };
+    std::optional<int> got;
+    // Lock-free ring (int), locked buffer (a type whose move may throw),
+    // unbuffered: empty -> default; a value -> the case.
+    auto ring = goro::make_chan<int>(2);
+    BOOST_TEST(nb_recv(ring, &got) == 1u);
+    ring.try_send(4);
+    BOOST_TEST(nb_recv(ring, &got) == 0u);
+    BOOST_TEST((got == std::optional<int>(4)));
+    auto locked = goro::make_chan<throwing_move>(1);
+    BOOST_TEST(goro::select(goro::on_recv(locked), goro::on_default()) == 1u);
+    BOOST_TEST(goro::select(goro::on_send(locked, throwing_move(3)), goro::on_default()) == 0u);
+    BOOST_TEST(goro::select(goro::on_send(locked, throwing_move(4)), goro::on_default()) == 1u);
+    std::optional<throwing_move> tm;
+    BOOST_TEST(goro::select(goro::on_recv(locked, [&](std::optional<throwing_move> v) { tm = v; }),
+                            goro::on_default()) == 0u);
+    BOOST_TEST((tm.has_value() && tm->v == 3));
+    // Full ring: a send takes the default; with room it commits.
+    ring.try_send(1);
+    ring.try_send(2);
+    BOOST_TEST(goro::select(goro::on_send(ring, 3), goro::on_default()) == 1u);
+    (void)ring.recv();
+    BOOST_TEST(goro::select(goro::on_default(), goro::on_send(ring, 3)) == 1u);
+    // Closed and drained: the receive is ready (nullopt), never the default;
+    // a send throws.
+    auto closed = goro::make_chan<int>(1);
+    closed.close();
+    got = 7;
+    BOOST_TEST(nb_recv(closed, &got) == 0u);
+    BOOST_TEST(!got.has_value());
+    BOOST_CHECK_THROW(goro::select(goro::on_send(closed, 1), goro::on_default()),
+                      goro::channel_closed);
+    auto unbuf = goro::make_chan<int>();
+    unbuf.close();
+    BOOST_TEST(nb_recv(unbuf, &got) == 0u);
+    // Unbuffered with a parked receiver: the send commits; with none, default.
+    auto rv = goro::make_chan<int>();
+    BOOST_TEST(goro::select(goro::on_send(rv, 1), goro::on_default()) == 1u);
+    goro::chan<int> done = goro::make_chan<int>(1);
+    goro::go([rv, done] { done.send(*rv.recv()); });
+    while (goro::select(goro::on_send(rv, 9), goro::on_default()) != 0u) goro::yield();
+    BOOST_TEST(*done.recv() == 9);
+    // Unbuffered with a parked sender: the receive commits.
+    goro::go([rv] { rv.send(5); });
+    got.reset();
+    while (nb_recv(rv, &got) != 0u) goro::yield();
+    BOOST_TEST((got == std::optional<int>(5)));
+    // Nil: always the default.
+    goro::chan<int> nil;
+    BOOST_TEST(nb_recv(nil, &got) == 1u);
+    BOOST_TEST(goro::select(goro::on_send(nil, 1), goro::on_default()) == 1u);
+  });
+}

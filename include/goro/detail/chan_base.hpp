@@ -99,6 +99,33 @@ class chan_base {
   std::size_t size() const;
   std::size_t capacity() const { return cap_; }
 
+  // Go's lock-free "would block" checks (chan.go's empty()/full() before a
+  // non-blocking operation takes the lock), inline for a select with one
+  // case and a default: true only if the operation certainly cannot
+  // proceed now (nothing to take / no room, nobody parked on the other side,
+  // observed before "not closed", which cannot be undone). False means
+  // "try it": send/recv decide under the lock. Buffered channels without
+  // the ring need the lock to know, so they always say "try".
+  bool recv_would_block() const noexcept {
+    if (cap_ != 0) {
+      if (!lockfree_) return false;
+      const std::uint64_t h = head_.load(std::memory_order_acquire);
+      if ((tail_.load(std::memory_order_acquire) & ~kClosedBit) != h) return false;
+    }
+    return waiters_.load(std::memory_order_acquire) == 0 &&
+           !closed_flag_.load(std::memory_order_acquire);
+  }
+  bool send_would_block() const noexcept {
+    if (cap_ != 0) {
+      if (!lockfree_) return false;
+      const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
+      const std::uint64_t h = head_.load(std::memory_order_acquire);
+      if (h > t || t - h < cap_) return false;
+    }
+    return waiters_.load(std::memory_order_acquire) == 0 &&
+           !closed_flag_.load(std::memory_order_acquire);
+  }
+
   // Bytes of the storage block a channel of `cap` elements needs: the slots,
   // then the ring's sequence numbers if it uses the lock-free ring.
   static std::size_t storage_bytes(std::size_t cap, const elem_ops* ops) {
