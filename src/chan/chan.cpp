@@ -462,32 +462,55 @@ void chan_base::close() {
   closed_ = true;
   closed_flag_.store(true, std::memory_order_release);
   if (lockfree_) tail_.fetch_or(kClosedBit);
-  // Collect every waiter, then wake them after unlocking: senders will throw;
-  // receivers get "closed" (on a lock-free ring they retry instead, to drain
-  // what sends claimed before the close). A waiter's record may vanish once
-  // it is woken. Fibers are gathered into a vector in this one pass (the
-  // records live on the waiters' stacks, one page each: walking them twice
-  // would double the cost of closing a done channel with 100k waiters);
-  // OS-thread waiters, rare, are linked through `next`.
-  std::vector<fiber*> fibers;
+  // Wake every waiter, never under the lock: senders will throw; receivers
+  // get "closed" (on a lock-free ring they retry instead, to drain what
+  // sends claimed before the close). A waiter's record may vanish once it
+  // is woken. OS-thread waiters, rare, are linked through `next` and woken
+  // at the end.
+  //   Senders are all taken in the first pass: left linked, one could be
+  // served by a receiver while the lock is dropped and succeed after the
+  // close. Receivers are taken in batches, the lock dropped to ready each
+  // batch: once closed_ is set nothing but close() wakes a parked receiver,
+  // so the outcome is the same as taking all at once (Go's closechan), but
+  // the first woken fibers run on other processors while the rest are still
+  // being collected (100k selects on a done channel: collecting takes
+  // ~35 ms, one stack page per waiter).
+  constexpr std::size_t kBatch = 256;
   chan_waiter* threads = nullptr;
-  for (waitq* q : {&recvq_, &sendq_}) {
-    while (chan_waiter* w = q->dequeue()) {
-      w->success = false;
-      w->retry = lockfree_ && q == &recvq_;
-      if (fiber* f = w->pk->waiting_fiber()) {
-        fibers.push_back(f);
-      } else {
-        w->next = threads;
-        threads = w;
+  auto take = [&](chan_waiter* w, bool receiver) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    w->success = false;
+    w->retry = lockfree_ && receiver;
+    if (fiber* f = w->pk->waiting_fiber()) return f;
+    w->next = threads;
+    threads = w;
+    return static_cast<fiber*>(nullptr);
+  };
+  std::vector<fiber*> senders;
+  while (chan_waiter* w = sendq_.dequeue()) {
+    if (fiber* f = take(w, false)) senders.push_back(f);
+  }
+  // A close that wakes more than one batch readies them all into the global
+  // queue: in its own P's queue they would wait for it to finish (or for
+  // sysmon to hand the queue on) while idle processors could run them.
+  fiber* batch[kBatch];
+  bool global = senders.size() > kBatch;
+  for (bool first = true;; first = false) {
+    std::size_t n = 0;
+    while (n < kBatch) {
+      chan_waiter* w = recvq_.dequeue();
+      if (w == nullptr) break;
+      if (fiber* f = take(w, true)) batch[n++] = f;
+    }
+    if (n == kBatch && !recvq_.empty()) global = true;
+    mu_.unlock();
+    if (first) {
+      for (std::size_t i = 0; i < senders.size(); i += kBatch) {
+        ready_many(senders.data() + i, std::min(kBatch, senders.size() - i), global);
       }
     }
-  }
-  mu_.unlock();
-  // Readied in batches: one queue operation and one wake-up check per batch.
-  constexpr std::size_t kBatch = 256;
-  for (std::size_t i = 0; i < fibers.size(); i += kBatch) {
-    ready_many(fibers.data() + i, std::min(kBatch, fibers.size() - i));
+    if (n == 0) break;
+    ready_many(batch, n, global);
+    mu_.lock();
   }
   while (threads != nullptr) {
     chan_waiter* next = threads->next;

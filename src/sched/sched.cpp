@@ -658,7 +658,7 @@ void free_fiber(sched* s, processor* p, fiber* f) {
   }
 }
 
-void ready_many(fiber* const* fs, std::size_t n) {
+void ready_many(fiber* const* fs, std::size_t n, bool global) {
   if (n == 0) return;
   for (std::size_t i = 0; i < n; ++i) {
     fiber_state old = fs[i]->state.exchange(fiber_state::runnable, std::memory_order_acq_rel);
@@ -670,7 +670,7 @@ void ready_many(fiber* const* fs, std::size_t n) {
   worker* w = current_worker();
   sched* s = w != nullptr ? w->s : g_sched.load(std::memory_order_acquire);
   std::size_t i = 0;
-  if (w != nullptr && !w->p->migrate) {
+  if (w != nullptr && !w->p->migrate && !global) {
     while (i < n && w->p->q.push(fs[i])) ++i;
   }
   if (i < n) {

@@ -311,7 +311,10 @@ void ready(fiber* f);
 // ready() for a batch (a close or a broadcast waking many): into the local
 // run queue while it has room, the rest onto the global queue under one lock,
 // and one wake-up check.
-void ready_many(fiber* const* fs, std::size_t n);
+// `global`: straight to the global queue, for a caller that goes on running
+// long after (a close() waking thousands): fibers left in its own P's queue
+// would wait for it, or for sysmon to hand the queue on.
+void ready_many(fiber* const* fs, std::size_t n, bool global = false);
 
 // The scheduling entry points used by the fiber layer.
 void yield_fiber();

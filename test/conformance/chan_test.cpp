@@ -408,3 +408,76 @@ BOOST_AUTO_TEST_CASE(ring_slot_mapping_matches_division) {
   }
   BOOST_TEST(mismatches == 0);
 }
+
+// close() wakes waiters in batches (the lock is dropped between them): with
+// thousands parked, every receiver still sees the close exactly once, every
+// parked sender throws, and none succeeds after the close began, on the
+// lock-free ring, the locked buffer and an unbuffered channel alike.
+namespace {
+struct move_may_throw {
+  int v = 0;
+  explicit move_may_throw(int x) : v(x) {}
+  move_may_throw(const move_may_throw&) = default;
+  move_may_throw(move_may_throw&& o) noexcept(false) : v(o.v) {}
+};
+
+template <class T>
+void close_many(int procs, std::size_t cap) {
+  goro::run({.maxprocs = procs}, [cap] {
+    constexpr int kWaiters = 1000;
+    auto empty = goro::make_chan<T>(cap);
+    auto full = goro::make_chan<T>(cap);
+    for (std::size_t i = 0; i < cap; ++i) BOOST_TEST_REQUIRE(full.try_send(T(-1)));
+    std::atomic<int> closed_seen{0}, values{0}, threw{0}, sent{0}, parked{0};
+    goro::wait_group wg;
+    wg.add(2 * kWaiters);
+    for (int i = 0; i < kWaiters; ++i) {
+      goro::go([&, empty] {
+        parked.fetch_add(1);
+        if (empty.recv().has_value()) {
+          values.fetch_add(1);
+        } else {
+          closed_seen.fetch_add(1);
+        }
+        wg.done();
+      });
+      goro::go([&, full, i] {
+        parked.fetch_add(1);
+        try {
+          full.send(T(i));
+          sent.fetch_add(1);
+        } catch (const goro::channel_closed&) {
+          threw.fetch_add(1);
+        }
+        wg.done();
+      });
+    }
+    while (parked.load() < 2 * kWaiters) goro::sleep_for(std::chrono::milliseconds(1));
+    goro::sleep_for(std::chrono::milliseconds(20));  // let the last ones park
+    empty.close();
+    full.close();
+    wg.wait();
+    BOOST_TEST(closed_seen.load() == kWaiters);
+    BOOST_TEST(values.load() == 0);
+    BOOST_TEST(threw.load() == kWaiters);
+    BOOST_TEST(sent.load() == 0);
+    // What was buffered before the close drains, then the close shows.
+    std::size_t drained = 0;
+    while (auto v = full.recv()) {
+      if constexpr (std::is_same_v<T, int>) {
+        BOOST_TEST(*v == -1);
+      } else {
+        BOOST_TEST(v->v == -1);
+      }
+      ++drained;
+    }
+    BOOST_TEST(drained == cap);
+  });
+}
+}  // namespace
+
+BOOST_DATA_TEST_CASE(close_wakes_thousands_in_batches, bdata::make(kProcs), procs) {
+  close_many<int>(procs, 0);
+  close_many<int>(procs, 4);             // lock-free ring
+  close_many<move_may_throw>(procs, 4);  // locked buffer
+}
