@@ -3,7 +3,10 @@
 #define BOOST_TEST_MODULE chan
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <memory>
+#include <numeric>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -480,4 +483,153 @@ BOOST_DATA_TEST_CASE(close_wakes_thousands_in_batches, bdata::make(kProcs), proc
   close_many<int>(procs, 0);
   close_many<int>(procs, 4);             // lock-free ring
   close_many<move_may_throw>(procs, 4);  // locked buffer
+}
+
+// Power series over request/reply channels (the idea of Go's
+// test/chan/powser1.go, written anew): every series is a fiber that computes
+// its next coefficient only when asked (a request on `req`, the answer on
+// `dat`), so series can be defined in terms of themselves. Checked: ones,
+// sums, products, the integral, exp(x) as the fixed point E = 1 + ∫E (a
+// feedback loop through a splitter that serves two consumers with a select),
+// and E·E = exp(2x), with exact rational coefficients.
+namespace powser {
+
+struct rat {
+  long long n = 0, d = 1;
+};
+rat make(long long n, long long d) {
+  if (d < 0) n = -n, d = -d;
+  const long long g = std::gcd(n < 0 ? -n : n, d);
+  return g == 0 ? rat{0, 1} : rat{n / g, d / g};
+}
+rat operator+(rat a, rat b) {
+  const long long l = std::lcm(a.d, b.d);  // keeps 1/k! sums within 64 bits
+  return make(a.n * (l / a.d) + b.n * (l / b.d), l);
+}
+rat operator*(rat a, rat b) { return make(a.n * b.n, a.d * b.d); }
+bool operator==(rat a, rat b) { return a.n == b.n && a.d == b.d; }
+std::ostream& operator<<(std::ostream& os, rat r) { return os << r.n << '/' << r.d; }
+
+struct series {
+  goro::chan<void> req = goro::make_chan<void>();
+  goro::chan<rat> dat = goro::make_chan<rat>();
+  rat next() const {
+    req.send();
+    return *dat.recv();
+  }
+};
+
+// Runs `step(k)` for the k-th coefficient each time one is asked for.
+template <class F>
+series produce(F step) {
+  series s;
+  goro::go([s, step]() mutable {
+    for (long long k = 0;; ++k) {
+      if (!s.req.recv()) return;
+      s.dat.send(step(k));
+    }
+  });
+  return s;
+}
+
+series ones() {
+  return produce([](long long) { return rat{1, 1}; });
+}
+series add(series f, series g) {
+  return produce([f, g](long long) { return f.next() + g.next(); });
+}
+series mul(series f, series g) {
+  auto fs = std::make_shared<std::vector<rat>>(), gs = std::make_shared<std::vector<rat>>();
+  return produce([f, g, fs, gs](long long k) {
+    fs->push_back(f.next());
+    gs->push_back(g.next());
+    rat sum;
+    for (long long i = 0; i <= k; ++i) sum = sum + (*fs)[i] * (*gs)[k - i];
+    return sum;
+  });
+}
+// c + ∫f: coefficient 0 is c (asked before f is), then f[k-1]/k.
+series integ(rat c, series f) {
+  return produce([c, f](long long k) { return k == 0 ? c : f.next() * make(1, k); });
+}
+// Copies `in` to two consumers that ask independently: whatever one has
+// taken and the other not yet is kept for the other. It must keep serving
+// both while it waits for `in` (in a feedback loop, `in` itself asks one of
+// them), so it is one select over whatever it may do next, with nil
+// channels for the cases that do not apply (Go's idiom).
+void split(series in, series a, series b) {
+  goro::go([in, a, b] {
+    std::deque<rat> for_a, for_b;
+    bool pend_a = false, pend_b = false, waiting = false;
+    for (;;) {
+      if (pend_a && !for_a.empty()) {
+        a.dat.send(for_a.front());
+        for_a.pop_front();
+        pend_a = false;
+        continue;
+      }
+      if (pend_b && !for_b.empty()) {
+        b.dat.send(for_b.front());
+        for_b.pop_front();
+        pend_b = false;
+        continue;
+      }
+      const bool need = (pend_a && for_a.empty()) || (pend_b && for_b.empty());
+      const goro::chan<void> areq = pend_a ? goro::chan<void>() : a.req;
+      const goro::chan<void> breq = pend_b ? goro::chan<void>() : b.req;
+      const goro::chan<void> ask = need && !waiting ? in.req : goro::chan<void>();
+      const goro::chan<rat> answer = waiting ? in.dat : goro::chan<rat>();
+      goro::select(goro::on_recv(areq, [&](bool) { pend_a = true; }),
+                   goro::on_recv(breq, [&](bool) { pend_b = true; }),
+                   goro::on_send(ask, [&] { waiting = true; }),
+                   goro::on_recv(answer, [&](std::optional<rat> v) {
+                     waiting = false;
+                     for_a.push_back(*v);
+                     for_b.push_back(*v);
+                   }));
+    }
+  });
+}
+
+std::vector<rat> take(const series& s, int n) {
+  std::vector<rat> out;
+  for (int i = 0; i < n; ++i) out.push_back(s.next());
+  return out;
+}
+
+}  // namespace powser
+
+BOOST_DATA_TEST_CASE(power_series, bdata::make(kProcs), procs) {
+  using namespace powser;
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kTerms = 14;
+    for (rat r : take(ones(), 5)) BOOST_TEST((r == rat{1, 1}));
+    for (rat r : take(add(ones(), ones()), 5)) BOOST_TEST((r == rat{2, 1}));
+    // 1/(1-x)^2 = sum (k+1) x^k.
+    auto sq = take(mul(ones(), ones()), kTerms);
+    for (int k = 0; k < kTerms; ++k) BOOST_TEST((sq[k] == rat{k + 1, 1}));
+    // ∫ 1/(1-x) = -log(1-x) = sum x^k / k.
+    auto lg = take(integ(rat{0, 1}, ones()), kTerms);
+    for (int k = 1; k < kTerms; ++k) BOOST_TEST((lg[k] == make(1, k)));
+    // E = 1 + ∫E, through a splitter feeding E back into its own integral.
+    series e_out, e_back;
+    series e = integ(rat{1, 1}, e_back);
+    split(e, e_out, e_back);
+    auto ex = take(e_out, kTerms);
+    long long fact = 1;
+    for (int k = 0; k < kTerms; ++k) {
+      if (k > 0) fact *= k;
+      BOOST_TEST((ex[k] == make(1, fact)));
+    }
+    // exp(x)·exp(x) = exp(2x) = sum 2^k/k!, from two more fixed points.
+    series a_out, a_back, b_out, b_back;
+    split(integ(rat{1, 1}, a_back), a_out, a_back);
+    split(integ(rat{1, 1}, b_back), b_out, b_back);
+    auto e2 = take(mul(a_out, b_out), kTerms);
+    fact = 1;
+    for (int k = 0; k < kTerms; ++k) {
+      if (k > 0) fact *= k;
+      BOOST_TEST((e2[k] == make(1LL << k, fact)));
+    }
+  });
 }
