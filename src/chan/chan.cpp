@@ -182,19 +182,21 @@ bool chan_base::ring_full() const {
 }
 
 bool chan_base::recheck_pop(void* dst) {
-  for (;;) {
+  // The claimer may have been preempted between its claim and its fill, so
+  // the wait yields the CPU after a while (spin_wait).
+  for (int spins = 0;;) {
     if (ring_pop(dst)) return true;
     // Empty by the counters: every push claimed before our fence was taken
     // by someone, and any later one reads waiters_ after its claim and sees
     // us. Otherwise a claimed slot is being filled (or another receiver
     // got there first, and the next round sees that).
     if (ring_empty()) return false;
-    cpu_relax();
+    spin_wait(spins);
   }
 }
 
 bool chan_base::recheck_push(void* src) {
-  for (;;) {
+  for (int spins = 0;;) {
     switch (ring_push(src)) {
       case push_result::pushed:
         return true;
@@ -204,7 +206,7 @@ bool chan_base::recheck_push(void* src) {
         break;
     }
     if (ring_full()) return false;
-    cpu_relax();
+    spin_wait(spins);
   }
 }
 

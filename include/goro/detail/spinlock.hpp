@@ -37,20 +37,29 @@ inline thread_local int t_spinlocks_held = 0;
 #define GORO_LOCK_COUNT(d) ((void)0)
 #endif
 
+// A few microseconds of pausing (longer than any critical section that is
+// not preempted) before giving the CPU away: for the spinlock, and for
+// anything else that waits out another thread's few instructions.
+inline constexpr int kSpinPausesBeforeYield = 1000;
+
+// One step of such a wait: pause, or yield the CPU once `spins` passes the
+// bound (the thread being waited for may have been preempted).
+inline void spin_wait(int& spins) {
+  if (spins < kSpinPausesBeforeYield) {
+    cpu_relax();
+    ++spins;
+  } else {
+    ::sched_yield();
+  }
+}
+
 class ABSL_LOCKABLE spinlock {
  public:
   void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     GORO_LOCK_COUNT(1);
     for (int spins = 0;; ++spins) {
       if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (spins < kSpinsBeforeYield) {
-          cpu_relax();
-          ++spins;
-        } else {
-          ::sched_yield();
-        }
-      }
+      while (locked_.load(std::memory_order_relaxed)) spin_wait(spins);
     }
   }
   bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
@@ -65,9 +74,6 @@ class ABSL_LOCKABLE spinlock {
   }
 
  private:
-  // A few microseconds of pausing (longer than any critical section that is
-  // not preempted) before giving the CPU away.
-  static constexpr int kSpinsBeforeYield = 1000;
   std::atomic<bool> locked_{false};
 };
 
