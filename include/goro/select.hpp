@@ -60,7 +60,6 @@ template <class T>
 struct borrowed_chan {
   const chan<T>* p;
   chan_base* base() const { return p->base(); }
-  chan<T> own() const { return *p; }
 };
 template <class T>
 chan<T> own_handle(const chan<T>& c) {
@@ -68,7 +67,7 @@ chan<T> own_handle(const chan<T>& c) {
 }
 template <class T>
 chan<T> own_handle(const borrowed_chan<T>& c) {
-  return c.own();
+  return *c.p;
 }
 
 template <class T, class F, class H = chan<T>>

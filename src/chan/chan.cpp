@@ -164,23 +164,6 @@ bool chan_base::ring_pop(void* dst) {
   }
 }
 
-bool chan_base::ring_empty() const {
-  // head first: tail only grows and never passes below head, so equal values
-  // mean the ring was empty (nothing claimed) at the moment head was read
-  // or later. seq_cst: the waiter's side of the Dekker (recheck_pop).
-  const std::uint64_t h = head_.load(std::memory_order_seq_cst);
-  const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
-  return h == t;
-}
-
-bool chan_base::ring_full() const {
-  // tail first: then head can only have moved on, so a count of cap (or
-  // more) means the ring was full at the moment head was read.
-  const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
-  const std::uint64_t h = head_.load(std::memory_order_seq_cst);
-  return h <= t && t - h >= cap_;
-}
-
 bool chan_base::recheck_pop(void* dst) {
   // The claimer may have been preempted between its claim and its fill, so
   // the wait yields the CPU after a while (spin_wait).
@@ -418,11 +401,7 @@ int chan_base::recv(void* dst, bool block) {
   // Would block (Go's lock-free check): nothing buffered and no sender
   // parked, observed before "not closed" (a closed channel stays closed, so
   // there was a moment when it was open and empty).
-  if (!block && (cap_ == 0 || (lockfree_ && ring_empty())) &&
-      waiters_.load(std::memory_order_acquire) == 0 &&
-      !closed_flag_.load(std::memory_order_acquire)) {
-    return -1;
-  }
+  if (!block && recv_would_block()) return -1;
   for (;;) {
     chan_waiter* wake = nullptr;
     bool ok = false;

@@ -107,21 +107,12 @@ class chan_base {
   // "try it": send/recv decide under the lock. Buffered channels without
   // the ring need the lock to know, so they always say "try".
   bool recv_would_block() const noexcept {
-    if (cap_ != 0) {
-      if (!lockfree_) return false;
-      const std::uint64_t h = head_.load(std::memory_order_acquire);
-      if ((tail_.load(std::memory_order_acquire) & ~kClosedBit) != h) return false;
-    }
+    if (cap_ != 0 && !(lockfree_ && ring_empty())) return false;
     return waiters_.load(std::memory_order_acquire) == 0 &&
            !closed_flag_.load(std::memory_order_acquire);
   }
   bool send_would_block() const noexcept {
-    if (cap_ != 0) {
-      if (!lockfree_) return false;
-      const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosedBit;
-      const std::uint64_t h = head_.load(std::memory_order_acquire);
-      if (h > t || t - h < cap_) return false;
-    }
+    if (cap_ != 0 && !(lockfree_ && ring_full())) return false;
     return waiters_.load(std::memory_order_acquire) == 0 &&
            !closed_flag_.load(std::memory_order_acquire);
   }
@@ -156,8 +147,24 @@ class chan_base {
   enum class push_result { pushed, full, closed };
   push_result ring_push(void* src);
   bool ring_pop(void* dst);  // dst null: destroy the element
-  bool ring_empty() const;   // no slot claimed and unconsumed (true at some instant)
-  bool ring_full() const;    // every slot claimed (true at some instant)
+  // No slot claimed and unconsumed (true at some instant). Head first:
+  // tail only grows and never passes below head, so equal values mean the
+  // ring was empty at the moment head was read or later. seq_cst: the
+  // waiter's side of the Dekker (recheck_pop). Inline for the would-block
+  // checks above.
+  bool ring_empty() const noexcept {
+    const std::uint64_t h = head_.load(std::memory_order_seq_cst);
+    const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
+    return h == t;
+  }
+  // Every slot claimed (true at some instant). Tail first: then head can
+  // only have moved on, so a count of cap (or more) means the ring was full
+  // at the moment head was read.
+  bool ring_full() const noexcept {
+    const std::uint64_t t = tail_.load(std::memory_order_seq_cst) & ~kClosedBit;
+    const std::uint64_t h = head_.load(std::memory_order_seq_cst);
+    return h <= t && t - h >= cap_;
+  }
   // A parked-to-be waiter's recheck, with its waiter linked, mu_ held and a
   // fence after the link: false only if the ring was empty (full) by the
   // claim counters, so every fast operation that the recheck misses sees

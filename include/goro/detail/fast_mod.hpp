@@ -33,8 +33,6 @@ class fast_mod {
     shift_ = l - 1;
   }
 
-  std::uint64_t divisor() const { return d_; }
-
   std::uint64_t div(std::uint64_t n) const {
     if (pow2_) return n >> std::countr_zero(d_);
     const auto t = static_cast<std::uint64_t>((static_cast<uint128_t>(magic_) * n) >> 64);
