@@ -29,7 +29,6 @@ constexpr std::size_t kAltStackSize = 64 * 1024;
 
 struct sigaction g_prev;
 std::size_t g_page = 4096;
-std::once_flag g_installed;
 thread_local stack_t t_prev_altstack;  // restored by leave_altstack
 
 void write_str(const char* s) {
@@ -72,15 +71,23 @@ void on_segv(int sig, siginfo_t* si, void* uc) {
 }  // namespace
 
 void install_overflow_handler(std::size_t page) {
-  std::call_once(g_installed, [page] {
-    g_page = page;
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = &on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGSEGV, &sa, &g_prev);
-  });
+  // At every run(), not once per process: a program (or a forked child)
+  // may have replaced the handler since the last run. Ours is never chained
+  // to itself.
+  static std::mutex mu;
+  std::lock_guard lk(mu);
+  g_page = page;
+  struct sigaction cur;
+  if (::sigaction(SIGSEGV, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) != 0 &&
+      cur.sa_sigaction == &on_segv) {
+    return;
+  }
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = &on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGSEGV, &sa, &g_prev);
 }
 
 void* enter_altstack() {
