@@ -65,13 +65,16 @@ struct options {
   // touched little of its stack costs about one 4 KiB page of memory.
   std::size_t stack_size = 0;
 
-  // How many stacks get an inaccessible guard page below them. Each guard
-  // costs the process two memory mappings, and Linux caps mappings per
-  // process (vm.max_map_count, 65530 by default), so beyond this budget stacks
-  // are carved from shared slabs with no guard page; their overflow is caught
-  // by a check at every context switch (the stack pointer and a 64-byte zero
+  // Guard pages below fiber stacks. On Linux 6.13 and later (guard
+  // regions, MADV_GUARD_INSTALL) every stack gets one at no cost in memory
+  // mappings, and an overflow faults at the first write past the stack.
+  // Older kernels need a mapping of its own per guarded stack, and Linux
+  // caps mappings per process (vm.max_map_count, 65530 by default), so
+  // there only this many stacks are guarded; the rest are carved from shared
+  // slabs with no guard page, and their overflow is caught by a check at
+  // every context switch (the stack pointer) and at exit (a 64-byte zero
   // canary at the bottom of the stack) instead of at the faulting write.
-  // -1: the default, 8192. 0: no guard pages at all.
+  // -1: the default, 8192. 0: no guard pages at all, on any kernel.
   long guarded_stacks = -1;
 
   // The monitor prints "goro: fiber N has blocked worker W for X ms" once

@@ -2,17 +2,24 @@
 //
 // Layout of one stack (addresses grow to the right):
 //
-//   [guard page, PROT_NONE]? [canary 64 B | usable ........................ top)
-//                             ^ lo                                          ^ lo + size
+//   [guard page]? [canary 64 B | usable ........................ top)
+//                  ^ lo                                          ^ lo + size
 //
-// Two kinds of stack, chosen when a stack is first mapped:
-//  * guarded: its own mapping with a PROT_NONE page below `lo`. Overflow faults
-//    at once; the SIGSEGV handler (overflow.cpp) names the fiber. Each costs
-//    the process two VMAs, so at most `guarded_budget` exist (options).
-//  * slab: carved from a large shared mapping of `kSlabStacks` stacks that the
-//    kernel keeps as one VMA (this is why 1M parked fibers fit in
-//    vm.max_map_count = 65530). No guard page. Overflow is caught in two
-//    places instead of at the faulting write:
+// Three kinds of stack, chosen when a stack is first mapped:
+//  * slab with guard regions (Linux 6.13+, the default where available): a
+//    large shared mapping of `kSlabStacks` stacks, each with a guard page
+//    below it installed by MADV_GUARD_INSTALL. A guard region is a marker in
+//    the page table, not a protection change: the slab stays one VMA (so
+//    1M parked fibers fit in vm.max_map_count = 65530), the markers survive
+//    MADV_DONTNEED, and one process_madvise() call installs a whole slab's
+//    guards. Overflow faults at the first write into the guard; the SIGSEGV
+//    handler (overflow.cpp) names the fiber. No canary, no per-switch check.
+//  * guarded: its own mapping with a PROT_NONE page below `lo`, where the
+//    kernel has no guard regions. Same fault-time report. Each costs the
+//    process two VMAs, so at most `guarded_budget` exist (options).
+//  * bare slab: a slab without guards (old kernels past the budget, or a
+//    budget of 0). Overflow is caught in two places instead of at the
+//    faulting write:
 //      - at every context switch, if the stack pointer is inside the lowest
 //        kRedZoneBytes (or outside the stack): free, touches no memory;
 //      - when the fiber exits, if any of the lowest kCanaryBytes is non-zero.
@@ -25,6 +32,10 @@
 //    an abort with `goro: stack overflow in fiber N` rather than silent
 //    corruption later. Guarded stacks are handed out first, so programs with
 //    fewer than `guarded_budget` live fibers never rely on this.
+//    The canary costs a page fault per stack (the read maps the zero page)
+//    the first time it is read; on a virtual machine with shadow paging a
+//    fault costs ~15 us, which made it a third of the cost of 100k sleeping
+//    fibers. Guard regions need no read at all.
 //
 // Memory is mapped MAP_NORESERVE (committed on first touch) and
 // MADV_NOHUGEPAGE (a transparent huge page would commit 2 MiB per stack).
@@ -33,12 +44,14 @@
 //
 // Pooling: each P keeps a small cache (no lock, owner only); overflow and
 // refill move batches to and from the global pool (mutex). The pool keeps as
-// many used ("warm") stacks as were in use at the recent peak (forgotten
-// after 2 s), and at least kPoolKeepCommitted; further returned
+// many used ("warm") stacks as were in use at the recent peak (remembered for
+// 2 to 4 s), and at least kPoolKeepCommitted; further returned
 // stacks have their pages given back (MADV_DONTNEED, in address-sorted batches
 // so neighbours coalesce into one call) and join the "cold" list with fresh
 // ones, so a burst of fibers does not pin its RSS forever. Warm stacks are
-// reused first. Cold stacks are committed by the fiber's own first write.
+// reused first. Cold stacks get their top page committed in one batched
+// call when a P's cache takes them (process_madvise, Linux 6.13+; elsewhere
+// the fiber's first write faults it in).
 // All mappings are unmapped when the runtime shuts down.
 //
 // Alternatives rejected: segmented/copying stacks (Go's) need compiler
@@ -58,7 +71,8 @@ namespace goro::detail {
 struct stack {
   char* lo = nullptr;    // lowest usable byte (the canary starts here)
   std::size_t size = 0;  // usable bytes; the top is lo + size
-  bool guarded = false;  // a PROT_NONE page lies just below lo
+  bool guarded = false;  // a page just below lo faults (PROT_NONE or a guard region)
+  bool in_slab = false;  // carved from a slab: neighbours may coalesce in one madvise
   void* tsan = nullptr;  // TSan fiber of whoever runs here (TSan builds only)
   // The canary has been checked since the pages were last mapped or dropped
   // (see stack_overflowed). Slab stacks only.
@@ -82,12 +96,19 @@ bool stack_overflowed(stack& s, const void* sp, bool read_canary);
 
 class stack_pool {
  public:
-  stack_pool(std::size_t stack_size, long guarded_budget);
+  // guarded_budget: how many stacks get a guard page of their own mapping
+  // where the kernel has no guard regions; 0 also turns guard regions off.
+  // peak_memory: how long a peak of stacks in use keeps that many committed
+  // (one to two such windows; see give()).
+  stack_pool(std::size_t stack_size, long guarded_budget,
+             std::chrono::milliseconds peak_memory = std::chrono::seconds(2));
   ~stack_pool();  // unmaps everything; no stack may be in use
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;
 
   std::size_t stack_size() const { return size_; }
+  // Slabs get guard regions (MADV_GUARD_INSTALL): every stack is guarded.
+  bool guard_regions() const { return guard_regions_; }
 
   // Moves up to `n` stacks into `out` (mapping new ones as needed). Throws
   // std::bad_alloc if the kernel refuses memory.
@@ -98,17 +119,26 @@ class stack_pool {
  private:
   void map_slab() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void map_guarded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void roll_window() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::size_t recent_peak() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::size_t size_;  // usable bytes per stack, page multiple
   const std::size_t page_;
   const std::size_t guarded_budget_;
+  const bool guard_regions_;
+  const std::chrono::milliseconds peak_memory_;
+  const int pidfd_;             // this process, for process_madvise(); -1 if unavailable
+  std::atomic<bool> populate_;  // take() commits top pages in one call (see there)
   std::mutex mu_;
   std::vector<stack> warm_ ABSL_GUARDED_BY(mu_);     // free, may hold committed pages
   std::vector<stack> cold_ ABSL_GUARDED_BY(mu_);     // free, no committed pages
   std::vector<stack> to_trim_ ABSL_GUARDED_BY(mu_);  // free, pages to be dropped
   std::size_t out_ ABSL_GUARDED_BY(mu_) = 0;         // stacks taken, not given back
-  std::size_t peak_ ABSL_GUARDED_BY(mu_) = 0;        // recent peak of out_
-  std::chrono::steady_clock::time_point peak_time_ ABSL_GUARDED_BY(mu_);
+  // The most stacks out at once in the current window of peak_memory_, and
+  // in the window before (see recent_peak()).
+  std::size_t peak_now_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t peak_before_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point window_start_ ABSL_GUARDED_BY(mu_);
   struct mapping {
     void* addr;
     std::size_t len;

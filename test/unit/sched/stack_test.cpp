@@ -1,11 +1,18 @@
 // Unit tests for fiber stacks: overflow detection (in child processes), stack
 // size option, lazily committed memory.
 #define BOOST_TEST_MODULE stack
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common.hpp"
+#include "fiber/stack.hpp"
 #include "goro/goro.hpp"
 
 namespace {
@@ -20,6 +27,40 @@ __attribute__((noinline)) int recurse(int depth, bool yield_at_bottom = true) {
     return frame[3];
   }
   return recurse(depth - 1, yield_at_bottom) + frame[7];
+}
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+// Whether this kernel has guard regions (Linux 6.13+), asked the way the
+// pool asks, independently of it.
+bool kernel_has_guard_regions() {
+  const long page = ::sysconf(_SC_PAGESIZE);
+  void* p = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  BOOST_REQUIRE(p != MAP_FAILED);
+  const bool ok = ::madvise(p, page, MADV_GUARD_INSTALL) == 0;
+  ::munmap(p, 2 * page);
+  return ok;
+}
+
+bool resident(const void* addr) {
+  unsigned char v = 0;
+  BOOST_REQUIRE(::mincore(const_cast<void*>(addr), 1, &v) == 0);
+  return (v & 1) != 0;
+}
+
+// A write just below `s` kills a child process with SIGSEGV.
+bool write_below_faults(const goro::detail::stack& s) {
+  auto r = goro_test::run_in_child([lo = s.lo] { *(lo - 1) = 1; });
+  return r.signaled && r.signal == SIGSEGV;
+}
+
+// The top page of every stack: its first write happened (or take() did it).
+std::size_t count_resident_tops(const std::vector<goro::detail::stack>& v, std::size_t page) {
+  std::size_t n = 0;
+  for (const auto& s : v) n += resident(s.top() - page) ? 1 : 0;
+  return n;
 }
 
 // `reuse`: first run a fiber that exits normally, so that the overflowing one
@@ -87,4 +128,100 @@ BOOST_AUTO_TEST_CASE(deep_but_fitting_recursion_is_fine) {
     wg.wait();
   });
   BOOST_TEST(got == 1);
+}
+
+// With guard regions every slab stack has a guard page below it (one VMA per
+// slab all the same), and the guards survive the pool dropping the pages
+// of stacks it trims. Without them, exactly `guarded_stacks` stacks are
+// guarded (their own mappings) and the rest rely on the canary.
+BOOST_AUTO_TEST_CASE(slab_stacks_have_guard_pages_where_the_kernel_has_guard_regions) {
+  using namespace std::chrono_literals;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const bool regions = kernel_has_guard_regions();
+  BOOST_TEST_MESSAGE("guard regions: " << (regions ? "yes" : "no"));
+  goro::detail::stack_pool pool(64 * 1024, 8, 20ms);
+  BOOST_TEST(pool.guard_regions() == regions);
+  std::vector<goro::detail::stack> v;
+  pool.take(v, 1300);  // several slabs
+  std::size_t guarded = 0;
+  for (const auto& s : v) guarded += s.guarded ? 1 : 0;
+  BOOST_TEST(guarded == (regions ? v.size() : 8u));
+  for (std::size_t i : {std::size_t{0}, std::size_t{255}, std::size_t{256}, v.size() - 1}) {
+    if (v[i].guarded) BOOST_TEST(write_below_faults(v[i]), "stack " << i);
+  }
+  if (!regions) return;
+  for (auto& s : v) s.top()[-1] = 1;
+  const std::vector<goro::detail::stack> out = v;
+  std::this_thread::sleep_for(60ms);  // past two windows: the peak is forgotten
+  pool.give(v);                       // all but a few are trimmed
+  BOOST_TEST(count_resident_tops(out, page) <= out.size() - 1024);
+  for (std::size_t i : {std::size_t{0}, std::size_t{300}, out.size() - 1}) {
+    BOOST_TEST(write_below_faults(out[i]), "trimmed stack " << i);
+  }
+}
+
+// The pool remembers the peak of stacks in use for one to two windows: a
+// load that comes back a little lower than its last peak, and whose stacks
+// come back while that peak is still remembered, keeps them all committed
+// (each stack's top page stays resident); two windows after, a big give
+// back is trimmed.
+BOOST_AUTO_TEST_CASE(pool_keeps_a_recent_peak_committed_and_trims_after_it) {
+  using namespace std::chrono_literals;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  constexpr auto kWindow = 200ms;
+  goro::detail::stack_pool pool(64 * 1024, 1, kWindow);
+  std::vector<goro::detail::stack> v;
+  pool.take(v, 3100);
+  for (auto& s : v) s.top()[-1] = 1;
+  pool.give(v);  // all kept: the peak is 3100
+  std::this_thread::sleep_for(kWindow + 50ms);
+  pool.take(v, 3000);  // a new window; a lower peak
+  for (auto& s : v) s.top()[-1] = 1;
+  std::vector<goro::detail::stack> out = v;
+  // Half come back now, the rest a window later, in batches as fibers end.
+  std::vector<goro::detail::stack> batch;
+  auto give_range = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; i += 32) {
+      batch.assign(out.begin() + static_cast<std::ptrdiff_t>(i),
+                   out.begin() + static_cast<std::ptrdiff_t>(std::min(i + 32, to)));
+      pool.give(batch);
+    }
+  };
+  give_range(0, 1000);
+  std::this_thread::sleep_for(kWindow + 50ms);
+  give_range(1000, 3000);
+  BOOST_TEST(count_resident_tops(out, page) == out.size());
+  // Out for more than two windows: nothing remembers them, so most of them
+  // are trimmed when they come back.
+  v.clear();
+  pool.take(v, 3100);
+  for (auto& s : v) s.top()[-1] = 1;
+  out = v;
+  std::this_thread::sleep_for(2 * kWindow + 50ms);
+  pool.give(v);
+  BOOST_TEST(count_resident_tops(out, page) <= out.size() - 1024);
+}
+
+// Past the guarded budget, with guard regions, an overflow is still caught
+// at the faulting write (the signal handler's report), not at exit.
+BOOST_AUTO_TEST_CASE(overflow_past_the_guarded_budget) {
+  if (!kernel_has_guard_regions()) {
+    expect_overflow_report(1, false);  // the canary's report at exit
+    return;
+  }
+  auto r = goro_test::run_in_child([] {
+    goro::run({.maxprocs = 1, .stack_size = 64 * 1024, .guarded_stacks = 1}, [] {
+      goro::wait_group wg;
+      wg.add(1);
+      goro::go([&] {
+        recurse(80, false);
+        wg.done();
+      });
+      wg.wait();
+    });
+  });
+  BOOST_TEST(r.signaled);
+  BOOST_TEST(r.signal == SIGABRT);
+  BOOST_TEST(r.err.find("goro: stack overflow in fiber ") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("(stack of") == std::string::npos, r.err);  // not the exit check
 }
