@@ -223,8 +223,9 @@ BOOST_AUTO_TEST_CASE(a_sleep_with_maxprocs_1_does_not_stop_others) {
 // 50 sleeps of 20 ms on two processors: they overlap. Inline calls would
 // take 1 s, or about 100 ms with the monitor's spare workers; either way at
 // most 10 threads (maxprocs workers, 4 * maxprocs spares) would run them at
-// once, hence the check on the peak. A first round starts the threads (slow under TSan), the second
-// is measured; sanitized builds sleep longer, as submitting 50 jobs takes them longer.
+// once, hence the check on the peak. A first round starts the threads (slow
+// under TSan), the second is measured; sanitized builds sleep longer, as
+// submitting 50 jobs takes them longer.
 BOOST_AUTO_TEST_CASE(fifty_sleeps_with_maxprocs_2_overlap) {
   constexpr unsigned kSleepUs = 20'000 * goro_test::kSlow;
   goro::run(procs(2), [] {
@@ -247,8 +248,15 @@ BOOST_AUTO_TEST_CASE(fifty_sleeps_with_maxprocs_2_overlap) {
       const double ms = ms_since(t0);
       BOOST_TEST_MESSAGE("round " << round << ": 50 x " << kSleepUs / 1000 << " ms: " << ms
                                   << " ms, peak " << c.peak.load() << " at once");
-      BOOST_TEST(ms < 600.0);
-      if (round == 1) BOOST_TEST(c.peak.load() >= 16);
+      if (round == 0) {
+        // Thread start-up is in this round (seconds under TSan on a slow
+        // virtual machine): only that the sleeps overlapped at all, i.e.
+        // well under the 50 sleeps back to back.
+        BOOST_TEST(ms < 25.0 * kSleepUs / 1000);
+      } else {
+        BOOST_TEST(ms < 600.0);
+        BOOST_TEST(c.peak.load() >= 16);
+      }
     }
   });
 }
