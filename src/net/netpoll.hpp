@@ -57,15 +57,22 @@ struct poll_desc {
   int fd = -1;
   int family = 0;  // the socket's address family (AF_UNSPEC if not known)
   std::atomic<bool> closing{false};
-  // A stream read returned less than asked: the receive queue was empty
-  // then, and any later data raises a new edge. The next read waits for
-  // readiness before trying recv (saving the syscall that would say EAGAIN
-  // in a request/response loop). A hint only: a reader may clear it.
+  // A TCP read left the receive queue empty (TCP_INQ said so, see tcp_inq),
+  // so any later data raises a new edge. The next read waits for readiness
+  // before trying recv (saving the syscall that would say EAGAIN in a
+  // request/response loop). A hint only: a reader may clear it. (A short
+  // read is no proof: it also stops at an urgent mark with data behind.)
   std::atomic<bool> rd_drained{false};
   // The stream has seen its end or an error (EPOLLRDHUP/HUP/ERR): that is a
   // state, not data, so it raises no further edge; a short read then says
   // nothing about what the next recv returns, and rd_drained is ignored.
   std::atomic<bool> rd_final{false};
+  // A TCP socket with TCP_INQ on: each read also says how many bytes it left
+  // in the receive queue, so a read that fills the buffer exactly (a
+  // read_full) also knows whether the queue is empty now, and a short read
+  // that stopped at an urgent mark is not taken for an empty queue. Set
+  // once when the connection is made, before any read.
+  bool tcp_inq = false;
   bool token[2] = {false, false};  // guarded by mu
   wait_list<poll_waiter> q[2];     // guarded by mu
   // kClosed (close_desc ran) | kFdClosed (the fd is gone) | operations in

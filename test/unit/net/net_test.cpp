@@ -703,6 +703,61 @@ BOOST_DATA_TEST_CASE(half_close, bdata::make({1, 2}), n) {
   });
 }
 
+// Urgent data stops a read at its mark with more data still queued behind
+// it: that short read must not count as "the queue is empty" (reads then
+// wait for a new edge first, and none would come). The reader is parked
+// when a plain thread sends all of it at once, so the one wake-up it gets
+// is all the readiness there will be; a read that waited for more would
+// run into the bound. TCP, and Unix stream sockets where the kernel has
+// MSG_OOB for them (5.15+).
+void read_stopped_at_an_urgent_mark_continues_on(net::listener& ln) {
+  auto [c, s] = tcp_pair(ln);
+  const int fd = s.native_handle();
+  std::atomic<int> sent{0};
+  std::atomic<bool> oob_refused{false};
+  std::thread peer([&] {
+    std::this_thread::sleep_for(50ms);  // the reader is parked by now
+    sent += ::send(fd, "abc", 3, 0) == 3 ? 1 : 0;
+    if (::send(fd, "X", 1, MSG_OOB) == 1) {
+      ++sent;
+    } else {
+      oob_refused = errno == EOPNOTSUPP;
+    }
+    sent += ::send(fd, "def", 3, 0) == 3 ? 1 : 0;
+  });
+  std::string got;
+  char buf[64];
+  const goro::context ctx = bounded(3s);
+  while (got.size() < 6) {
+    absl::StatusOr<std::size_t> r = c.read(ctx, buf);
+    if (!r.ok()) {
+      BOOST_ERROR(str(r.status()) << " after \"" << got << "\"");
+      break;
+    }
+    got.append(buf, *r);
+  }
+  peer.join();
+  BOOST_TEST(sent.load() == (oob_refused.load() ? 2 : 3));
+  // The urgent byte is out of band (no SO_OOBINLINE): the stream is the rest.
+  BOOST_TEST(got == "abcdef");
+}
+
+BOOST_DATA_TEST_CASE(read_stopped_at_an_urgent_mark_continues, bdata::make({1, 2}), n) {
+  goro::run(procs(n), [] {
+    net::listener ln = must_listen("127.0.0.1:0");
+    read_stopped_at_an_urgent_mark_continues_on(ln);
+  });
+}
+
+BOOST_DATA_TEST_CASE(unix_read_stopped_at_an_urgent_mark_continues, bdata::make({1, 2}), n) {
+  goro::run(procs(n), [] {
+    temp_dir dir;
+    absl::StatusOr<net::listener> ln = net::listen_unix(dir.path + "/oob.sock");
+    BOOST_REQUIRE_MESSAGE(ln.ok(), str(ln.status()));
+    read_stopped_at_an_urgent_mark_continues_on(*ln);
+  });
+}
+
 BOOST_DATA_TEST_CASE(write_after_peer_closed_is_reset, bdata::make({1, 2}), n) {
   goro::run(procs(n), [] {
     net::listener ln = must_listen("127.0.0.1:0");
