@@ -192,11 +192,11 @@ void stack_pool::take(std::vector<stack>& out, std::size_t n) {
   // Commit the top page of each cold stack now, in one system call for the
   // batch, rather than by the fiber's first write: a page fault is an
   // exception round trip per stack (~15 us on a virtual machine with shadow
-  // paging, where the batched call costs ~1 us a stack; a few hundred ns
-  // saved per stack on bare metal). Only stacks about to run are committed,
-  // and each would commit that page anyway. Best effort: kernels before
-  // 6.13 refuse this advice through process_madvise, and then the first
-  // write faults the page in as before.
+  // paging, where the batched call costs ~1 us a stack and the first touch
+  // ~6 us more; on bare metal it saves the exception's entry and exit).
+  // Only stacks about to run are committed, and each would commit that page
+  // anyway. Best effort: kernels before 6.13 refuse this advice through
+  // process_madvise, and then the first write faults the page in as before.
   if (populate_.load(std::memory_order_relaxed) && out.size() > first_cold) {
     iovec tops[kMaxPopulate];
     std::size_t k = 0;
@@ -235,8 +235,8 @@ void stack_pool::give(std::vector<stack>& in) {
     // Keep as many warm stacks as were in use at the recent peak (at least
     // kPoolKeepCommitted): a program whose fiber count swings keeps its
     // stacks committed instead of trimming them and faulting them back in at
-    // every swing; a peak older than kPeakMemory is forgotten, and then the
-    // surplus is trimmed.
+    // every swing; a peak two windows old (peak_memory_) is forgotten, and
+    // then the surplus is trimmed.
     const std::size_t keep = std::max(kPoolKeepCommitted, recent_peak());
     for (const stack& s : in) {
       if (warm_.size() < keep) {
