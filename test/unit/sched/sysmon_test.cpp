@@ -52,9 +52,11 @@ void blocked_readers_do_not_stop_a_third(goro::options o) {
     goro::go([&] {
       // Let both readers get into read() first (they run as soon as this
       // fiber yields the worker; on a loaded machine that may take a while),
-      // and then stay there long enough to be seen stuck.
+      // and then stay there long enough to be seen stuck, and reported while
+      // still stuck (under TSan on a slow machine a reader released after
+      // 30 ms could be reported after it had finished: no spawn site).
       while (entered.load() < 2) goro::sleep_for(1ms);
-      goro::sleep_for(30ms);
+      goro::sleep_for(30ms * goro_test::kSlow);
       third_ran = true;
       if (!a.write_one()) failed_io.fetch_add(1);
       if (!b.write_one()) failed_io.fetch_add(1);
@@ -139,10 +141,18 @@ BOOST_AUTO_TEST_CASE(the_report_names_each_blocking_fiber_once) {
   };
   BOOST_CHECK_EQUAL(count("goro: fiber 2 has blocked worker "), 1u);
   BOOST_CHECK_EQUAL(count("goro: fiber 3 has blocked worker "), 1u);
-  BOOST_CHECK_EQUAL(count(" has blocked worker "), 2u);
   // Each line ends with the fiber's spawn site.
-  BOOST_CHECK_EQUAL(count(" ms (spawned at "), 2u);
-  BOOST_CHECK_EQUAL(count("sysmon_test.cpp:"), 2u);
+  for (const char* who :
+       {"goro: fiber 2 has blocked worker ", "goro: fiber 3 has blocked worker "}) {
+    const std::size_t at = r.err.find(who);
+    if (at == std::string::npos) continue;  // reported above
+    const std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+    BOOST_TEST(line.find(" ms (spawned at ") != std::string::npos, line);
+    BOOST_TEST(line.find("sysmon_test.cpp:") != std::string::npos, line);
+  }
+  // Nobody else held a worker that long; under the sanitizers (TSan on a
+  // slow machine) another fiber's first run sometimes does, legitimately.
+  if (goro_test::kSlow == 1) BOOST_CHECK_EQUAL(count(" has blocked worker "), 2u);
 }
 
 BOOST_AUTO_TEST_CASE(a_fiber_spawning_for_long_while_others_run_its_children_is_not_reported) {
