@@ -75,6 +75,8 @@ struct options {
   // every context switch (the stack pointer) and at exit (a 64-byte zero
   // canary at the bottom of the stack) instead of at the faulting write.
   // -1: the default, 8192. 0: no guard pages at all, on any kernel.
+  // GORO_DEBUG=noguardregions turns guard regions off (gdb's gcore cannot
+  // copy memory mappings that have them; kernel core dumps can).
   long guarded_stacks = -1;
 
   // The monitor prints "goro: fiber N has blocked worker W for X ms" once

@@ -99,12 +99,12 @@ bool stack_overflowed(stack& s, const void* sp, bool read_canary) {
 }
 
 stack_pool::stack_pool(std::size_t stack_size, long guarded_budget,
-                       std::chrono::milliseconds peak_memory)
+                       std::chrono::milliseconds peak_memory, bool use_guard_regions)
     : size_((stack_size + static_cast<std::size_t>(::getpagesize()) - 1) &
             ~(static_cast<std::size_t>(::getpagesize()) - 1)),
       page_(static_cast<std::size_t>(::getpagesize())),
       guarded_budget_(guarded_budget < 0 ? 0 : static_cast<std::size_t>(guarded_budget)),
-      guard_regions_(guarded_budget > 0 && have_guard_regions(page_)),
+      guard_regions_(use_guard_regions && guarded_budget > 0 && have_guard_regions(page_)),
       peak_memory_(peak_memory),
       // For process_madvise() on ourselves: batches of advice in one call.
       pidfd_(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0))),

@@ -100,8 +100,11 @@ class stack_pool {
   // where the kernel has no guard regions; 0 also turns guard regions off.
   // peak_memory: how long a peak of stacks in use keeps that many committed
   // (one to two such windows; see give()).
+  // use_guard_regions: false keeps slabs bare even where the kernel has guard
+  // regions (GORO_DEBUG=noguardregions: gdb's gcore cannot read them).
   stack_pool(std::size_t stack_size, long guarded_budget,
-             std::chrono::milliseconds peak_memory = std::chrono::seconds(2));
+             std::chrono::milliseconds peak_memory = std::chrono::seconds(2),
+             bool use_guard_regions = true);
   ~stack_pool();  // unmaps everything; no stack may be in use
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;

@@ -181,7 +181,8 @@ fiber* current_fiber() noexcept {
 sched::sched(const options& o)
     : nprocs(o.maxprocs > 0 ? o.maxprocs : default_maxprocs()),
       stacks(o.stack_size > 0 ? o.stack_size : kDefaultStackSize,
-             o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks),
+             o.guarded_stacks >= 0 ? o.guarded_stacks : kDefaultGuardedStacks,
+             std::chrono::seconds(2), !debug_flag("noguardregions")),
       report_blocked(o.report_blocked),
       on_deadlock(o.on_deadlock),
       report_leaks(o.report_leaks),
