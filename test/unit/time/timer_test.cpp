@@ -306,9 +306,9 @@ BOOST_AUTO_TEST_CASE(after_func_stop_and_reset) {
 // an idle P fires them.
 BOOST_AUTO_TEST_CASE(timers_of_a_busy_p_fire_on_time) {
   goro::run(procs(2), [] {
-    goro::timer t(20ms);  // in this P's heap
+    auto t0 = sclock::now();  // before the timer is armed: it fires 20 ms after that
+    goro::timer t(20ms);      // in this P's heap
     std::atomic<double> waited{-1};
-    auto t0 = sclock::now();
     goro::go([&] {
       t.c().recv();
       waited = ms_since(t0);
