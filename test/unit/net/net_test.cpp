@@ -198,7 +198,10 @@ struct echo_server {
 void echo_client(const net::address& to, int id, int rounds, failures& f) {
   absl::StatusOr<net::conn> c = net::dial(kBg, to);
   if (!c.ok()) return f.add("dial " + std::to_string(id) + ": " + str(c.status()));
-  const goro::context ctx = bounded();
+  // 1,000 of these under TSan on a loaded 2-CPU machine took over 30 s
+  // (with or without the change under test): the bound only turns a hang
+  // into a failure, so it scales with the sanitizers' slowness.
+  const goro::context ctx = bounded(30s * kSlow);
   std::string got;
   for (int m = 0; m < rounds; ++m) {
     const std::string p = payload(id, m);
