@@ -37,8 +37,9 @@ constexpr std::size_t kTrimBatch = 1024;
 #define MADV_POPULATE_WRITE 23
 #endif
 
-// Cold stacks whose top page take() commits in one call.
-constexpr std::size_t kMaxPopulate = 64;
+// Cold stacks whose top page take() commits in one call (the per-P cache
+// refills 32 at a time); the iovecs are on the caller's stack, see map_slab.
+constexpr std::size_t kMaxPopulate = 32;
 
 void* map_region(std::size_t len) {
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE,
@@ -141,12 +142,14 @@ void stack_pool::map_slab() {
   mappings_.push_back({base, stride * kSlabStacks});
   std::size_t guarded = 0;
   if (guard_regions_) {
-    iovec guards[kSlabStacks];
+    // On the heap: take() may run on the stack of a fiber that is parking
+    // (it starts the next fiber's stack), which must not need 4 KiB more.
+    std::vector<iovec> guards(kSlabStacks);
     for (std::size_t i = 0; i < kSlabStacks; ++i) guards[i] = {base + i * stride, page_};
     // Should the kernel refuse some (out of memory for page tables), those
     // stacks fall back to the canary checks; the unguarded page below them
     // is their own, not a neighbour's.
-    guarded = install_guards(pidfd_, guards, kSlabStacks, page_);
+    guarded = install_guards(pidfd_, guards.data(), kSlabStacks, page_);
   }
   // Hand out the highest stacks first: an overflow from a bare stack i runs
   // into stack i-1, so the lowest stack of a slab (overflowing into whatever
