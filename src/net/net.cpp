@@ -144,13 +144,12 @@ address v4_mapped(const address& a) {
   return address::from_sockaddr_raw(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
 }
 
-void set_int_opt(int fd, int level, int opt, int v) { ::setsockopt(fd, level, opt, &v, sizeof v); }
+bool set_int_opt(int fd, int level, int opt, int v) {
+  return ::setsockopt(fd, level, opt, &v, sizeof v) == 0;
+}
 
 // TCP_INQ (Linux 4.18): reads report the bytes left queued (read_inq).
-bool enable_inq(int fd) {
-  const int on = 1;
-  return ::setsockopt(fd, IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0;
-}
+bool enable_inq(int fd) { return set_int_opt(fd, IPPROTO_TCP, TCP_INQ, 1); }
 
 bool is_tcp_family(int family) { return family == AF_INET || family == AF_INET6; }
 
