@@ -13,7 +13,8 @@
 //      still alive: a fiber that never ran (it can only be in a run queue)
 //      has its function destroyed; a started fiber (in a P's registry) is
 //      resumed with `unwinding` set, so the goro call it is blocked in throws
-//      forced_unwind and its destructors run. Unwinding can ready or spawn
+//      forced_unwind and its destructors run (armed timers are dropped
+//      first, see clear_timers). Unwinding can ready or spawn
 //      fibers; the loop runs until the queues and registries are empty.
 //   6. Everything is freed (stacks unmapped), and the main exception, if any,
 //      is rethrown.
@@ -306,8 +307,12 @@ void run(options opts, detail::task main_fn) {
   set_current_worker(w0);
   init_g0(w0);
   void* alt = enter_altstack();
+  // Armed timers and tickers nobody will fire now: dropped before the
+  // unwinding (a sleeping fiber's node is found by a scan, timer_del) and
+  // again after it (timers armed by destructors while unwinding).
+  clear_timers(s);
   unwind_all(w0);
-  clear_timers(s);  // armed timers and tickers nobody will fire now
+  clear_timers(s);
   leave_altstack(alt);
   set_current_worker(nullptr);
 

@@ -23,10 +23,11 @@ using slots = std::vector<timer_slot>;
 
 void heap_set(slots& h, std::size_t i, timer_slot e) {
   h[i] = e;
-  e.n->idx = static_cast<std::int32_t>(i);
+  if (e.tracked()) e.node()->idx = static_cast<std::int32_t>(i);
 }
 
-void sift_up(slots& h, std::size_t i) {
+// Returns where the slot ends up.
+std::size_t sift_up(slots& h, std::size_t i) {
   timer_slot e = h[i];
   while (i > 0) {
     std::size_t parent = (i - 1) / kArity;
@@ -35,6 +36,7 @@ void sift_up(slots& h, std::size_t i) {
     i = parent;
   }
   heap_set(h, i, e);
+  return i;
 }
 
 void sift_down(slots& h, std::size_t i) {
@@ -61,7 +63,7 @@ void publish_first(timer_heap& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
 
 void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
   auto& h = t.h;
-  timer_node* gone = h[i].n;
+  timer_node* gone = h[i].node();
   timer_slot last = h.back();
   h.pop_back();
   if (i < h.size()) {
@@ -81,10 +83,11 @@ void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
 bool heap_push(processor* p, timer_node* n) {
   timer_heap& t = p->timers;
   std::lock_guard lk(t.mu);
-  t.h.push_back(timer_slot{n->when, n});
+  timer_slot e = timer_slot::make(n, n->wake == nullptr);
+  e.when = n->when;
+  t.h.push_back(e);
   n->owner.store(p, std::memory_order_relaxed);
-  sift_up(t.h, t.h.size() - 1);
-  if (n->idx != 0) return false;
+  if (sift_up(t.h, t.h.size() - 1) != 0) return false;
   publish_first(t);
   return true;
 }
@@ -102,7 +105,7 @@ std::size_t take_due(processor* p, nanos now, due* out) {
   std::lock_guard lk(t.mu);
   std::size_t k = 0;
   while (k < kFireBatch && !t.h.empty() && t.h[0].when <= now) {
-    timer_node* n = t.h[0].n;
+    timer_node* n = t.h[0].node();
     const std::uint64_t seq = n->seq.load(std::memory_order_relaxed);
     n->inflight.store(seq, std::memory_order_relaxed);
     out[k++] = due{n, seq, n->ref};
@@ -175,7 +178,14 @@ bool timer_del(timer_node* n) {
     timer_heap& t = p->timers;
     std::lock_guard lk(t.mu);
     if (n->owner.load(std::memory_order_relaxed) != p) continue;  // moved or fired meanwhile
-    heap_remove_at(t, static_cast<std::size_t>(n->idx));
+    std::size_t i = static_cast<std::size_t>(n->idx);
+    if (n->wake != nullptr) {
+      // A sleeper's position is not kept (see timer_slot): only unwinding
+      // deletes one, so a scan is fine.
+      i = 0;
+      while (t.h[i].node() != n) ++i;
+    }
+    heap_remove_at(t, i);
     publish_first(t);
     if (n->ref != nullptr) n->ref(n, -1);  // the heap's reference (never the last: caller has one)
     return true;
@@ -229,12 +239,12 @@ void clear_timers(sched* s) {
       gone.swap(p->timers.h);
       p->timers.first.store(kNoTimer);
       for (timer_slot& e : gone) {
-        e.n->idx = -1;
-        e.n->owner.store(nullptr, std::memory_order_relaxed);
+        e.node()->idx = -1;
+        e.node()->owner.store(nullptr, std::memory_order_relaxed);
       }
     }
     for (timer_slot& e : gone) {
-      if (e.n->ref != nullptr) e.n->ref(e.n, -1);
+      if (e.node()->ref != nullptr) e.node()->ref(e.node(), -1);
     }
   }
 }
