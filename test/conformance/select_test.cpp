@@ -450,3 +450,81 @@ BOOST_AUTO_TEST_CASE(one_case_with_default_fast_path) {
     BOOST_TEST(goro::select(goro::on_send(nil, 1), goro::on_default()) == 1u);
   });
 }
+
+// A channel's queue of waiters is an array with nulls where waiters left
+// (chan.cpp, waitq). Selects woken by their other case leave it in random
+// order, enough of them to compact it; sends then take waiters from its head
+// until the consumed prefix is dropped; more leave; and every one still
+// queued must get exactly one of as many sends (a send that finds no
+// receiver times out: a waiter lost from the queue fails the test). Three
+// rounds on one channel: the queue empties and starts over between them.
+BOOST_DATA_TEST_CASE(waiters_leaving_in_random_order_keep_the_queue_exact, bdata::make(kProcs),
+                     procs) {
+  goro::run({.maxprocs = procs}, [] {
+    constexpr int kFibers = 2000;
+    constexpr int kLeave = kFibers * 3 / 4;
+    auto c = goro::make_chan<int>();
+    std::uint64_t x = 88172645463325252ULL;
+    for (int round = 0; round < 3; ++round) {
+      std::vector<goro::chan<int>> own;
+      for (int i = 0; i < kFibers; ++i) own.push_back(goro::make_chan<int>());
+      std::vector<std::atomic<int>> got(kFibers - kLeave);  // receipts of each value
+      std::atomic<int> left{0}, received{0}, started{0};
+      std::vector<std::atomic<bool>> done(kFibers);
+      goro::wait_group wg;
+      wg.add(kFibers);
+      for (int i = 0; i < kFibers; ++i) {
+        goro::go([&, i] {
+          started.fetch_add(1);
+          goro::select(goro::on_recv(c,
+                                     [&](std::optional<int> v) {
+                                       got[static_cast<std::size_t>(*v)].fetch_add(1);
+                                       done[static_cast<std::size_t>(i)] = true;
+                                       received.fetch_add(1);
+                                     }),
+                       goro::on_recv(own[static_cast<std::size_t>(i)], [&](std::optional<int>) {
+                         done[static_cast<std::size_t>(i)] = true;
+                         left.fetch_add(1);
+                       }));
+          wg.done();
+        });
+      }
+      BOOST_TEST_REQUIRE(goro_test::eventually([&] { return started.load() == kFibers; }));
+      goro::sleep_for(std::chrono::milliseconds(20));  // let them park
+      std::vector<int> order(kFibers);
+      for (int i = 0; i < kFibers; ++i) order[static_cast<std::size_t>(i)] = i;
+      for (int i = kFibers - 1; i > 0; --i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::swap(order[static_cast<std::size_t>(i)], order[x % static_cast<std::uint64_t>(i + 1)]);
+      }
+      for (int k = 0; k < kLeave; ++k)
+        own[static_cast<std::size_t>(order[static_cast<std::size_t>(k)])].close();
+      BOOST_TEST_REQUIRE(goro_test::eventually([&] { return left.load() == kLeave; }));
+      auto send = [&](int v) {
+        auto [ctx, cancel] =
+            goro::with_timeout(goro::context::background(), std::chrono::seconds(10));
+        BOOST_TEST_REQUIRE(c.send(ctx, v).ok());
+        cancel();
+      };
+      constexpr int kRest = kFibers - kLeave;  // 500 still queued
+      int v = 0;
+      for (; v < kRest * 3 / 5; ++v) send(v);
+      BOOST_TEST_REQUIRE(goro_test::eventually([&] { return received.load() == v; }));
+      int more = 0;  // of those still queued, some leave too
+      for (int i = 0; i < kFibers && more < kRest / 5; ++i) {
+        if (!done[static_cast<std::size_t>(i)].load()) {
+          own[static_cast<std::size_t>(i)].close();
+          ++more;
+        }
+      }
+      BOOST_TEST_REQUIRE(goro_test::eventually([&] { return left.load() == kLeave + more; }));
+      for (; v < kRest - more; ++v) send(v);
+      wg.wait();
+      BOOST_TEST(received.load() == kRest - more);
+      for (int k = 0; k < v; ++k) BOOST_TEST_REQUIRE(got[static_cast<std::size_t>(k)].load() == 1);
+      BOOST_TEST(!c.try_send(1));  // nobody is left waiting on it
+    }
+  });
+}

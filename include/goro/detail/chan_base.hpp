@@ -22,10 +22,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <vector>
 
 #include "goro/detail/fast_mod.hpp"
 #include "goro/detail/spinlock.hpp"
-#include "goro/detail/wait_list.hpp"
 
 namespace goro {
 
@@ -62,16 +62,21 @@ struct chan_waiter {
   bool success = false;         // set by the waker: true = value passed, false = closed
   bool retry = false;           // set by the waker: not served, try the operation again
   bool linked = false;
-  chan_waiter* prev = nullptr;
-  chan_waiter* next = nullptr;
+  std::uint64_t slot = 0;       // while linked: its place in the waitq (see there)
+  chan_waiter* next = nullptr;  // close(): OS-thread waiters to wake at the end
 };
 
-// A wait_list that also keeps the channel's waiter count.
-struct waitq : private wait_list<chan_waiter> {
-  using wait_list::empty;
-  using wait_list::head;
-  using wait_list::tail;
+// A channel's FIFO of waiters, under the channel lock. Not a linked list
+// through the records, which live on the waiters' stacks all over memory:
+// an array of pointers, so that walking it (a close waking 100k selects)
+// reads dense memory and can fetch the records ahead, and removing one (a
+// select woken by another case) writes a null into the array instead of
+// touching two other waiters' stacks. Slots are numbered from the start of
+// time (`base_` is the number of v_[0]); a removed waiter leaves a null that
+// pops skip, and the array is compacted when nulls outnumber live waiters.
+struct waitq {
   std::atomic<int>* count = nullptr;  // the channel's waiter count (see chan_base)
+  bool empty() const { return live_ == 0; }
   void push(chan_waiter* w);
   chan_waiter* pop();
   // Pops the first waiter that can still proceed: a plain one, or a select's
@@ -79,6 +84,15 @@ struct waitq : private wait_list<chan_waiter> {
   // elsewhere are dropped (their owner finds them unlinked).
   chan_waiter* dequeue();
   void remove(chan_waiter* w);
+
+ private:
+  void unlinked();  // bookkeeping after one waiter left
+  void compact();
+  void drop_prefix();
+  std::vector<chan_waiter*> v_;
+  std::size_t head_ = 0;    // v_[0, head_) are all null
+  std::size_t live_ = 0;    // non-null entries
+  std::uint64_t base_ = 0;  // slot number of v_[0]
 };
 
 struct select_op;
