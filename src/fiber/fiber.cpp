@@ -104,7 +104,7 @@ void check_stack(fiber* f, bool read_canary = false) {
 void start(worker* w, fiber* f) {
   f->stk = w->p->stacks.get();
   san::asan_unpoison_stack(f->stk.lo, f->stk.size);
-  f->ctx = bctx::make_fcontext(f->stk.top(), f->stk.size, &fiber_entry);
+  set_ctx(f, bctx::make_fcontext(f->stk.top(), f->stk.size, &fiber_entry));
   // A TSan fiber is expensive to create (~1 MiB of state cleared) and TSan
   // allows only ~8k of them, so one lives with each stack and is reused by
   // every fiber that runs on that stack.
@@ -194,7 +194,7 @@ void after_switch(bctx::transfer_t t) {
     w->g0 = t.fctx;
     return;
   }
-  from->ctx = t.fctx;
+  set_ctx(from, t.fctx);
   const after action = sw.action;
   sw.action = after::nothing;
   switch (action) {

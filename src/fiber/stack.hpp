@@ -161,6 +161,8 @@ class stack_cache {
   stack get();
   void put(stack s);
   void flush();  // everything back to the pool
+  // The stack get() hands out next without going to the pool, or null.
+  const stack* peek() const { return cache_.empty() ? nullptr : &cache_.back(); }
 
  private:
   static constexpr std::size_t kMax = 64;    // cached stacks per P

@@ -236,7 +236,7 @@ std::string symbolize(void* pc) {
 std::string backtrace_of(fiber* f) {
   capture c;
   bctx::transfer_t t = bctx::ontop_fcontext(f->ctx, &c, capture_on);
-  f->ctx = t.fctx;
+  set_ctx(f, t.fctx);
   std::vector<std::string> names;
   for (int i = 0; i < c.n; ++i) names.push_back(symbolize(c.pcs[i]));
   // The first frames are the switch itself (capture_on, on top of jump_to

@@ -117,6 +117,33 @@ fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
   return first;
 }
 
+// With many fibers each one's stack is cold when it runs (100k sleepers: a
+// cache and a TLB miss on the words a switch loads, and the fiber record
+// before that). Each time a fiber is taken, the memory of the ones queued
+// behind it is prefetched, in two stages: the record of one a few places
+// back, and the saved context of the one after next (read from its record,
+// prefetched earlier), or for a fiber yet to start the stack it will get.
+//   A queued fiber may be stolen and run meanwhile: its ctx is then read
+// while another thread writes it (set_ctx: atomic), and what is prefetched
+// is stale, which costs nothing but the prefetch. How far ahead (measured on 100k cold fibers:
+// records 3 ahead and stacks 1 ahead beat 1/0, 4/2 and 6/2 by 10-20%).
+constexpr std::uint32_t kPrefetchRecords = 3;
+constexpr std::uint32_t kPrefetchStacks = 1;
+
+void prefetch_queued(processor* p) {
+  if (fiber* after = p->q.peek(kPrefetchRecords)) __builtin_prefetch(after, 0, 1);
+  fiber* next = p->q.peek(kPrefetchStacks);
+  if (next == nullptr) return;
+  if (auto* ctx = static_cast<char*>(
+          std::atomic_ref<bctx::fcontext_t>(next->ctx).load(std::memory_order_relaxed))) {
+    __builtin_prefetch(ctx, 0, 1);
+    __builtin_prefetch(ctx + 64, 0, 1);
+  } else if (const stack* st = p->stacks.peek()) {
+    __builtin_prefetch(st->top() - 64, 1, 1);
+    __builtin_prefetch(st->top() - 128, 1, 1);
+  }
+}
+
 fiber* runq_get(processor* p) {
   if (p->runnext_streak >= kMaxRunnextStreak) {
     p->runnext_streak = 0;
@@ -422,7 +449,10 @@ fiber* find_local(worker* w) {
     std::lock_guard lk(s->mu);
     if (fiber* f = gq_pop_locked(s)) return f;
   }
-  if (fiber* f = runq_get(p)) return f;
+  if (fiber* f = runq_get(p)) {
+    prefetch_queued(p);
+    return f;
+  }
   if (s->gq_size.load(std::memory_order_acquire) > 0) {
     std::lock_guard lk(s->mu);
     return gq_get_locked(s, p);
@@ -640,7 +670,7 @@ fiber* alloc_fiber(sched* s, processor* p) {
 }
 
 void free_fiber(sched* s, processor* p, fiber* f) {
-  f->ctx = nullptr;
+  set_ctx(f, nullptr);
   f->stk = stack{};
   f->unwinding = f->unwind_thrown = f->is_main = false;
   f->reg_p = nullptr;

@@ -94,6 +94,14 @@ struct fiber {
 
 void set_state(fiber* f, fiber_state from, fiber_state to);
 
+// Writes f->ctx. Atomic (relaxed: a plain store) because a P prefetching the
+// stacks of its queued fibers reads the ctx of one that a thief may be
+// running (sched.cpp, prefetch_queued); every other read is ordered after
+// the write by the run queue or the registry.
+inline void set_ctx(fiber* f, bctx::fcontext_t c) {
+  std::atomic_ref<bctx::fcontext_t>(f->ctx).store(c, std::memory_order_relaxed);
+}
+
 struct processor {
   explicit processor(int id, stack_pool* pool) : id(id), stacks(pool) {}
 
