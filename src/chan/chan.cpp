@@ -64,7 +64,7 @@ void park_linked(spinlock& mu, waitq& q, chan_waiter& w, const char* reason,
 
 }  // namespace
 
-void waitq::push(chan_waiter* w) {
+void waitq::push(chan_waiter* w) noexcept {
   w->slot = base_ + v_.size();
   v_.push_back(w);
   w->linked = true;

@@ -77,7 +77,10 @@ struct chan_waiter {
 struct waitq {
   std::atomic<int>* count = nullptr;  // the channel's waiter count (see chan_base)
   bool empty() const { return live_ == 0; }
-  void push(chan_waiter* w);
+  // noexcept: it runs with the channel lock held, where an exception (a
+  // failed growth of the array) would leave the lock held and every later
+  // operation on the channel spinning; out of memory ends the process here.
+  void push(chan_waiter* w) noexcept;
   chan_waiter* pop();
   // Pops the first waiter that can still proceed: a plain one, or a select's
   // whose `winner` this call wins. Waiters of selects already committed
