@@ -125,8 +125,9 @@ fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
 // prefetched earlier), or for a fiber yet to start the stack it will get.
 //   A queued fiber may be stolen and run meanwhile: its ctx is then read
 // while another thread writes it (set_ctx: atomic), and what is prefetched
-// is stale, which costs nothing but the prefetch. How far ahead (measured on 100k cold fibers:
-// records 3 ahead and stacks 1 ahead beat 1/0, 4/2 and 6/2 by 10-20%).
+// is stale, which costs nothing but the prefetch. How far ahead (measured
+// on 100k cold fibers: records 3 ahead and stacks 1 ahead beat 1/0, 4/2 and
+// 6/2 by 10-20%).
 constexpr std::uint32_t kPrefetchRecords = 3;
 constexpr std::uint32_t kPrefetchStacks = 1;
 

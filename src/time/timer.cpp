@@ -83,9 +83,7 @@ void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
 bool heap_push(processor* p, timer_node* n) {
   timer_heap& t = p->timers;
   std::lock_guard lk(t.mu);
-  timer_slot e = timer_slot::make(n, n->wake == nullptr);
-  e.when = n->when;
-  t.h.push_back(e);
+  t.h.push_back(timer_slot::make(n->when, n, n->wake == nullptr));
   n->owner.store(p, std::memory_order_relaxed);
   if (sift_up(t.h, t.h.size() - 1) != 0) return false;
   publish_first(t);

@@ -90,8 +90,8 @@ struct timer_slot {
   nanos when;
   std::uintptr_t bits;  // the timer_node*, | 1 when its idx is not kept
 
-  static timer_slot make(timer_node* n, bool tracked) {
-    return {0, reinterpret_cast<std::uintptr_t>(n) | (tracked ? 0 : 1)};
+  static timer_slot make(nanos when, timer_node* n, bool tracked) {
+    return {when, reinterpret_cast<std::uintptr_t>(n) | (tracked ? 0 : 1)};
   }
   timer_node* node() const { return reinterpret_cast<timer_node*>(bits & ~std::uintptr_t{1}); }
   bool tracked() const { return (bits & 1) == 0; }
