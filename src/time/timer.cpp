@@ -23,7 +23,7 @@ using slots = std::vector<timer_slot>;
 
 void heap_set(slots& h, std::size_t i, timer_slot e) {
   h[i] = e;
-  if (e.tracked()) e.node()->idx = static_cast<std::int32_t>(i);
+  if (!e.is_sleeper()) e.node()->idx = static_cast<std::int32_t>(i);
 }
 
 // Returns where the slot ends up.
@@ -63,7 +63,7 @@ void publish_first(timer_heap& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
 
 void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t.mu) {
   auto& h = t.h;
-  timer_node* gone = h[i].node();
+  const timer_slot gone = h[i];
   timer_slot last = h.back();
   h.pop_back();
   if (i < h.size()) {
@@ -74,16 +74,18 @@ void heap_remove_at(timer_heap& t, std::size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
       sift_down(h, i);
     }
   }
-  gone->idx = -1;
+  if (gone.is_sleeper()) return;  // its node stays untouched (see timer_slot)
+  gone.node()->idx = -1;
   // Release: whoever sees it out of the heap (timer_del) may rewrite `when`.
-  gone->owner.store(nullptr, std::memory_order_release);
+  gone.node()->owner.store(nullptr, std::memory_order_release);
 }
 
 // Inserts; true if `n` became the earliest.
 bool heap_push(processor* p, timer_node* n) {
   timer_heap& t = p->timers;
   std::lock_guard lk(t.mu);
-  t.h.push_back(timer_slot::make(n->when, n, n->wake == nullptr));
+  t.h.push_back(n->wake != nullptr ? timer_slot::of_sleeper(n->when, n->wake)
+                                   : timer_slot::of_node(n->when, n));
   n->owner.store(p, std::memory_order_relaxed);
   if (sift_up(t.h, t.h.size() - 1) != 0) return false;
   publish_first(t);
@@ -96,17 +98,30 @@ struct due {
   timer_ref ref;  // read before the fire: a stack node may be gone after it
 };
 
+// What take_due took out of a heap: timers to fire and sleepers to ready.
+struct due_batch {
+  due nodes[kFireBatch];
+  fiber* sleepers[kFireBatch];
+  std::size_t nnodes = 0, nsleepers = 0;
+};
+
 // Takes up to kFireBatch due timers of `p` out of its heap (or re-arms a
 // periodic one), each with the seq it was taken at. Returns how many.
-std::size_t take_due(processor* p, nanos now, due* out) {
+std::size_t take_due(processor* p, nanos now, due_batch& b) {
   timer_heap& t = p->timers;
+  b.nnodes = b.nsleepers = 0;
   std::lock_guard lk(t.mu);
   std::size_t k = 0;
-  while (k < kFireBatch && !t.h.empty() && t.h[0].when <= now) {
+  for (; k < kFireBatch && !t.h.empty() && t.h[0].when <= now; ++k) {
+    if (t.h[0].is_sleeper()) {
+      b.sleepers[b.nsleepers++] = t.h[0].sleeper();
+      heap_remove_at(t, 0);
+      continue;
+    }
     timer_node* n = t.h[0].node();
     const std::uint64_t seq = n->seq.load(std::memory_order_relaxed);
     n->inflight.store(seq, std::memory_order_relaxed);
-    out[k++] = due{n, seq, n->ref};
+    b.nodes[b.nnodes++] = due{n, seq, n->ref};
     if (n->period > 0) {
       // A ticker: next tick after `now`, dropping the ones a slow program
       // missed (as Go does), and keep the heap's reference.
@@ -125,21 +140,15 @@ std::size_t take_due(processor* p, nanos now, due* out) {
 
 bool run_timers(processor* p, nanos now) {
   bool any = false;
-  due batch[kFireBatch];
-  fiber* sleepers[kFireBatch];
-  while (std::size_t k = take_due(p, now, batch)) {
+  due_batch b;
+  while (std::size_t k = take_due(p, now, b)) {
     any = true;
-    std::size_t nsleepers = 0;
-    for (std::size_t i = 0; i < k; ++i) {
-      timer_node* n = batch[i].n;
-      if (n->wake != nullptr) {
-        sleepers[nsleepers++] = n->wake;  // n belongs to that fiber's frame
-        continue;
-      }
-      n->fire(n, batch[i].seq, now);
-      if (batch[i].ref != nullptr) batch[i].ref(n, -1);
+    ready_many(b.sleepers, b.nsleepers);
+    for (std::size_t i = 0; i < b.nnodes; ++i) {
+      timer_node* n = b.nodes[i].n;
+      n->fire(n, b.nodes[i].seq, now);
+      if (b.nodes[i].ref != nullptr) b.nodes[i].ref(n, -1);
     }
-    ready_many(sleepers, nsleepers);
     if (k < kFireBatch) break;
   }
   return any;
@@ -178,12 +187,18 @@ bool timer_del(timer_node* n) {
     if (n->owner.load(std::memory_order_relaxed) != p) continue;  // moved or fired meanwhile
     std::size_t i = static_cast<std::size_t>(n->idx);
     if (n->wake != nullptr) {
-      // A sleeper's position is not kept (see timer_slot): only unwinding
-      // deletes one, so a scan is fine.
+      // A sleeper's position is not kept, nor is `owner` cleared when it
+      // fires (see timer_slot): only unwinding deletes one, so a scan is fine.
+      const timer_slot mine = timer_slot::of_sleeper(0, n->wake);
       i = 0;
-      while (t.h[i].node() != n) ++i;
+      while (i < t.h.size() && t.h[i].bits != mine.bits) ++i;
+      if (i == t.h.size()) {
+        n->owner.store(nullptr, std::memory_order_relaxed);
+        return false;
+      }
     }
     heap_remove_at(t, i);
+    n->owner.store(nullptr, std::memory_order_relaxed);  // a sleeper's, too
     publish_first(t);
     if (n->ref != nullptr) n->ref(n, -1);  // the heap's reference (never the last: caller has one)
     return true;
@@ -237,12 +252,13 @@ void clear_timers(sched* s) {
       gone.swap(p->timers.h);
       p->timers.first.store(kNoTimer);
       for (timer_slot& e : gone) {
+        if (e.is_sleeper()) continue;  // its fiber's timer_del finds it gone
         e.node()->idx = -1;
         e.node()->owner.store(nullptr, std::memory_order_relaxed);
       }
     }
     for (timer_slot& e : gone) {
-      if (e.node()->ref != nullptr) e.node()->ref(e.node(), -1);
+      if (!e.is_sleeper() && e.node()->ref != nullptr) e.node()->ref(e.node(), -1);
     }
   }
 }

@@ -74,27 +74,34 @@ struct timer_node {
   // The seq of a fire taken out of the heap and not yet handled by `fire`
   // (set under the heap lock; the owner's fire callback clears it).
   std::atomic<std::uint64_t> inflight{~std::uint64_t{0}};
-  std::atomic<processor*> owner{nullptr};  // heap holding it, or null
-  std::int32_t idx = -1;                   // position in owner's heap (unless `wake` is set)
+  // Heap holding it, or null (for a sleep: the heap it went into; see timer_slot).
+  std::atomic<processor*> owner{nullptr};
+  std::int32_t idx = -1;  // position in owner's heap (unless `wake` is set)
 };
 
 // A heap slot keeps the deadline beside the pointer: sifting compares
 // deadlines without touching the nodes (which live all over memory, e.g. on
 // 100k sleeping fibers' stacks).
-//   A sleeping fiber's node is never deleted while the runtime runs (only
-// when unwinding at exit, after clear_timers has emptied the heaps), so its
-// heap position is not tracked: the low bit of `bits` marks such a slot, and
-// moving it does not write to the node (a cache miss per level of every sift
-// that moves it: 8 per fire with 100k sleepers).
+//   A sleeping fiber's slot holds the fiber itself (low bit set), not its
+// node: firing it readies the fiber without touching the node, which sits
+// in the sleeper's frame on a cold stack (with 100k sleepers that miss, taken
+// under the heap lock, was most of the cost of firing them; the other worker
+// spun on the lock meanwhile). Such a node is never deleted while the runtime
+// runs, only when unwinding at exit (timer_del scans for the fiber then), so
+// its heap position is not kept and its `owner` is not cleared when it fires.
 struct timer_slot {
   nanos when;
-  std::uintptr_t bits;  // the timer_node*, | 1 when its idx is not kept
+  std::uintptr_t bits;  // a timer_node*, or a sleeping fiber* | 1
 
-  static timer_slot make(nanos when, timer_node* n, bool tracked) {
-    return {when, reinterpret_cast<std::uintptr_t>(n) | (tracked ? 0 : 1)};
+  static timer_slot of_node(nanos when, timer_node* n) {
+    return {when, reinterpret_cast<std::uintptr_t>(n)};
   }
-  timer_node* node() const { return reinterpret_cast<timer_node*>(bits & ~std::uintptr_t{1}); }
-  bool tracked() const { return (bits & 1) == 0; }
+  static timer_slot of_sleeper(nanos when, fiber* f) {
+    return {when, reinterpret_cast<std::uintptr_t>(f) | 1};
+  }
+  bool is_sleeper() const { return (bits & 1) != 0; }
+  timer_node* node() const { return reinterpret_cast<timer_node*>(bits); }  // !is_sleeper()
+  fiber* sleeper() const { return reinterpret_cast<fiber*>(bits & ~std::uintptr_t{1}); }
 };
 
 struct timer_heap {
