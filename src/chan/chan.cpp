@@ -527,7 +527,7 @@ void chan_base::close() {
     w->success = false;
     w->retry = lockfree_ && receiver;
     if (fiber* f = w->pk->waiting_fiber()) {
-      // ready_many's exchange on f->state will want the record, which is
+      // ready_many's write to f->state will want the record, which is
       // elsewhere in memory: start fetching it while the walk goes on.
       __builtin_prefetch(f, 1, 1);
       return f;

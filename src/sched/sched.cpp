@@ -379,7 +379,7 @@ const char* to_string(fiber_state s) {
 void set_state(fiber* f, fiber_state from, fiber_state to) {
   // A plain load and store, not an exchange: every transition is made by the
   // one party that owns the fiber at that moment (protocol in sched.hpp), so
-  // this is an assertion, not synchronization. ready() uses an exchange.
+  // this is an assertion, not synchronization. So are ready() and ready_many().
   fiber_state old = f->state.load(std::memory_order_relaxed);
   f->state.store(to, std::memory_order_relaxed);
   if (old != from) {
