@@ -130,6 +130,7 @@ fiber* gq_get_locked(sched* s, processor* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu
 // 6/2 by 10-20%).
 constexpr std::uint32_t kPrefetchRecords = 3;
 constexpr std::uint32_t kPrefetchStacks = 1;
+constexpr std::ptrdiff_t kPrefetchStackSpan = 512;  // bytes below a stack's top
 
 void prefetch_queued(processor* p) {
   if (fiber* after = p->q.peek(kPrefetchRecords)) __builtin_prefetch(after, 0, 1);
@@ -137,11 +138,19 @@ void prefetch_queued(processor* p) {
   if (next == nullptr) return;
   if (auto* ctx = static_cast<char*>(
           std::atomic_ref<bctx::fcontext_t>(next->ctx).load(std::memory_order_relaxed))) {
-    __builtin_prefetch(ctx, 0, 1);
-    __builtin_prefetch(ctx + 64, 0, 1);
+    // Resuming touches the frames from the saved context up to the top (it
+    // returns through them) and a few below it (after_switch's).
+    const char* top = next->stk.top();
+    if (ctx < top && top - ctx <= kPrefetchStackSpan) {
+      for (char* a = ctx - 128; a < top; a += 64) __builtin_prefetch(a, 1, 1);
+    } else {
+      __builtin_prefetch(ctx, 0, 1);
+      __builtin_prefetch(ctx + 64, 0, 1);
+    }
   } else if (const stack* st = p->stacks.peek()) {
-    __builtin_prefetch(st->top() - 64, 1, 1);
-    __builtin_prefetch(st->top() - 128, 1, 1);
+    for (char* a = st->top() - 64; a >= st->top() - kPrefetchStackSpan; a -= 64) {
+      __builtin_prefetch(a, 1, 1);
+    }
   }
 }
 
