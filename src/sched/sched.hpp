@@ -70,6 +70,9 @@ struct fiber {
   // after_switch() on the context that took over, read by whoever resumes the
   // fiber; the run-queue publication (release/acquire) orders the two.
   bctx::fcontext_t ctx = nullptr;
+  // stk.top() while a stack is attached, else null: read by a P prefetching
+  // the stacks of queued fibers, racily like ctx (see set_ctx).
+  std::atomic<const char*> stack_top{nullptr};
   stack stk;             // attached at first run, released at death
   std::uint64_t id = 0;  // 1 is the main fiber
   std::atomic<fiber_state> state{fiber_state::runnable};
