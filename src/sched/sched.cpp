@@ -140,11 +140,7 @@ constexpr std::uintptr_t kPrefetchBelowCtx = 128;    // after_switch's frames
 constexpr std::ptrdiff_t kPrefetchFreshSpan = 512;   // bytes below a fresh stack's top
 
 void prefetch_queued(processor* p) {
-  if (fiber* after = p->q.peek(kPrefetchRecords)) {
-    for (std::size_t off = 0; off < sizeof(fiber); off += 64) {
-      __builtin_prefetch(reinterpret_cast<const char*>(after) + off, 1, 1);
-    }
-  }
+  if (fiber* after = p->q.peek(kPrefetchRecords)) __builtin_prefetch(after, 0, 1);
   fiber* next = p->q.peek(kPrefetchStacks);
   if (next == nullptr) return;
   if (auto* ctx = static_cast<char*>(
