@@ -192,13 +192,11 @@ bool timer_del(timer_node* n) {
       const timer_slot mine = timer_slot::of_sleeper(0, n->wake);
       i = 0;
       while (i < t.h.size() && t.h[i].bits != mine.bits) ++i;
-      if (i == t.h.size()) {
-        n->owner.store(nullptr, std::memory_order_relaxed);
-        return false;
-      }
+      // heap_remove_at leaves a sleeper's node alone: clear its owner here.
+      n->owner.store(nullptr, std::memory_order_relaxed);
+      if (i == t.h.size()) return false;
     }
     heap_remove_at(t, i);
-    n->owner.store(nullptr, std::memory_order_relaxed);  // a sleeper's, too
     publish_first(t);
     if (n->ref != nullptr) n->ref(n, -1);  // the heap's reference (never the last: caller has one)
     return true;
