@@ -319,10 +319,10 @@ void run(options opts, detail::task main_fn) {
   std::exception_ptr ex = s->main_exception;
   for (processor* p : s->ps) {
     p->stacks.flush();
-    for (fiber* f : p->free_fibers) delete f;
+    for (fiber* f : p->free_fibers) f->~fiber();  // s->fiber_mem unmaps the memory
     delete p;
   }
-  for (fiber* f : s->free_fibers) delete f;
+  for (fiber* f : s->free_fibers) f->~fiber();
   for (worker* w : s->ws) delete w;
   delete s;
   if (ex) std::rethrow_exception(ex);

@@ -24,6 +24,8 @@
 // with the submitter's fence: either the submitter sees npidle > 0 and
 // nmspinning == 0 and wakes someone, or the sleeper sees the work). Sleeping
 // is on the worker's own futex word, so an idle runtime uses no CPU.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -31,6 +33,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #include "fiber/sanitizer.hpp"
 #include "net/netpoll.hpp"
@@ -656,33 +659,79 @@ std::int64_t live_fibers(sched* s) {
   return n;
 }
 
+fiber_arena::~fiber_arena() {
+  std::lock_guard lk(mu_);
+  for (void* c : chunks_) {
+#ifdef GORO_ASAN
+    __lsan_unregister_root_region(c, kChunkBytes);
+#endif
+    ::munmap(c, kChunkBytes);
+  }
+}
+
+void fiber_arena::carve(std::vector<fiber*>& out, std::size_t n) {
+  constexpr std::size_t kSize = sizeof(fiber);
+  static_assert(kChunkBytes % alignof(fiber) == 0 && kSize <= kChunkBytes);
+  char* base;
+  std::size_t k;
+  {
+    std::lock_guard lk(mu_);
+    if (static_cast<std::size_t>(end_ - next_) < kSize) {
+      void* c =
+          ::mmap(nullptr, kChunkBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (c == MAP_FAILED) throw std::bad_alloc();
+#ifdef GORO_ASAN
+      // Records hold the only pointers to their tasks' captures: let the
+      // leak checker see them, as it sees the heap.
+      __lsan_register_root_region(c, kChunkBytes);
+#endif
+      chunks_.push_back(c);
+      next_ = static_cast<char*>(c);
+      end_ = next_ + kChunkBytes;
+    }
+    k = std::min(std::max<std::size_t>(n, 1), static_cast<std::size_t>(end_ - next_) / kSize);
+    base = next_;
+    next_ += k * kSize;
+  }
+  // Highest address first: callers pop from the back, so a spawning loop
+  // walks the records upwards.
+  for (std::size_t i = k; i-- > 0;) out.push_back(new (base + i * kSize) fiber);
+}
+
 fiber* alloc_fiber(sched* s, processor* p) {
   fiber* f = nullptr;
   if (p != nullptr) {
     if (p->free_fibers.empty()) {
-      std::lock_guard lk(s->mu);
-      std::size_t n = std::min(kFiberBatch, s->free_fibers.size());
-      p->free_fibers.insert(p->free_fibers.end(), s->free_fibers.end() - n, s->free_fibers.end());
-      s->free_fibers.resize(s->free_fibers.size() - n);
+      {
+        std::lock_guard lk(s->mu);
+        std::size_t n = std::min(kFiberBatch, s->free_fibers.size());
+        p->free_fibers.insert(p->free_fibers.end(), s->free_fibers.end() - n, s->free_fibers.end());
+        s->free_fibers.resize(s->free_fibers.size() - n);
+      }
+      if (p->free_fibers.empty()) s->fiber_mem.carve(p->free_fibers, kFiberBatch);
     }
-    if (!p->free_fibers.empty()) {
-      f = p->free_fibers.back();
-      p->free_fibers.pop_back();
-      // A spawning loop takes them one after another: fetch the next one.
-      if (!p->free_fibers.empty()) __builtin_prefetch(p->free_fibers.back(), 1, 1);
-    }
+    f = p->free_fibers.back();
+    p->free_fibers.pop_back();
+    // A spawning loop takes them one after another: fetch the next one.
+    if (!p->free_fibers.empty()) __builtin_prefetch(p->free_fibers.back(), 1, 1);
     if (p->next_id == p->end_id) {
       p->next_id = s->ids.fetch_add(kIdBatch, std::memory_order_relaxed);
       p->end_id = p->next_id + kIdBatch;
     }
   } else {
-    std::lock_guard lk(s->mu);
-    if (!s->free_fibers.empty()) {
-      f = s->free_fibers.back();
-      s->free_fibers.pop_back();
+    {
+      std::lock_guard lk(s->mu);
+      if (!s->free_fibers.empty()) {
+        f = s->free_fibers.back();
+        s->free_fibers.pop_back();
+      }
+    }
+    if (f == nullptr) {
+      std::vector<fiber*> one;
+      s->fiber_mem.carve(one, 1);
+      f = one.back();
     }
   }
-  if (f == nullptr) f = new fiber;
   f->id = p != nullptr ? p->next_id++ : s->ids.fetch_add(1, std::memory_order_relaxed);
   f->state.store(fiber_state::runnable, std::memory_order_relaxed);
   return f;

@@ -152,6 +152,35 @@ struct switch_record {
 
 struct sched;
 
+// Where fiber records come from: mappings of kChunkBytes, carved into
+// records a batch at a time and never returned one by one (records are
+// recycled through the free lists, see alloc_fiber) until the runtime ends.
+// Not malloc: growing a malloc arena by ~1 MiB calls mprotect() or brk()
+// every 128 KiB, each taking the process's mmap lock for writing, and a
+// spawning loop then queues behind the other workers committing the top
+// pages of new stacks under the same lock (process_madvise holds it for
+// reading): the first 100,000 spawns ran 10x slower than the next. One
+// mmap() per chunk takes it once per ~4,600 records.
+class fiber_arena {
+ public:
+  fiber_arena() = default;
+  ~fiber_arena();  // unmaps every chunk; the records must be destroyed already
+  fiber_arena(const fiber_arena&) = delete;
+  fiber_arena& operator=(const fiber_arena&) = delete;
+
+  // Constructs up to `n` (at least one) fresh records and appends them to
+  // `out`. Throws std::bad_alloc if the kernel refuses memory.
+  void carve(std::vector<fiber*>& out, std::size_t n);
+
+  static constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+
+ private:
+  std::mutex mu_;
+  char* next_ ABSL_GUARDED_BY(mu_) = nullptr;  // the first uncarved byte of the last chunk
+  char* end_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<void*> chunks_ ABSL_GUARDED_BY(mu_);
+};
+
 struct worker {
   sched* s = nullptr;
   processor* p = nullptr;
@@ -196,6 +225,7 @@ struct sched {
   std::atomic<std::uint64_t> gq_taken{0};  // fibers taken from gq so far (under mu; sysmon reads)
   std::vector<worker*> idle ABSL_GUARDED_BY(mu);        // sleeping workers (LIFO)
   std::vector<fiber*> free_fibers ABSL_GUARDED_BY(mu);  // spilled fiber records
+  fiber_arena fiber_mem;  // where records come from when no free list has one
 
   // Go's counters for the spinning protocol (proc.go "Worker thread parking/
   // unparking"): a worker that submits work wakes an idle one only if none is
