@@ -26,6 +26,8 @@ constexpr std::size_t kSlabStacks = 256;
 // returned stacks are MADV_DONTNEED'd (256 stacks ≈ 1 MiB if each touched a
 // page: cheap to keep, enough to absorb the churn of a busy program).
 constexpr std::size_t kPoolKeepCommitted = 256;
+// Free stacks the pool hands out last in, first out (see recent_).
+constexpr std::size_t kRecent = 64;
 // Surplus stacks are trimmed in batches of this many (see give()).
 constexpr std::size_t kTrimBatch = 1024;
 
@@ -112,11 +114,32 @@ stack_pool::stack_pool(std::size_t stack_size, long guarded_budget,
       populate_(pidfd_ >= 0),
       window_start_(std::chrono::steady_clock::now()) {}
 
+void stack_pool::index_set::insert(std::uint32_t i) {
+  const std::size_t w = i / 64;
+  if (w >= bits_.size()) {
+    bits_.resize(w + 1, 0);
+    nonempty_.resize(w / 64 + 1, 0);
+  }
+  bits_[w] |= std::uint64_t{1} << (i % 64);
+  nonempty_[w / 64] |= std::uint64_t{1} << (w % 64);
+  ++count_;
+}
+
+std::uint32_t stack_pool::index_set::pop() {
+  std::size_t s = 0;
+  while (nonempty_[s] == 0) ++s;
+  const std::size_t w = s * 64 + static_cast<std::size_t>(__builtin_ctzll(nonempty_[s]));
+  std::uint64_t& word = bits_[w];
+  const std::size_t i = w * 64 + static_cast<std::size_t>(__builtin_ctzll(word));
+  word &= word - 1;
+  if (word == 0) nonempty_[s] &= ~(std::uint64_t{1} << (w % 64));
+  --count_;
+  return static_cast<std::uint32_t>(i);
+}
+
 stack_pool::~stack_pool() {
   std::lock_guard lk(mu_);
-  for (auto* list : {&warm_, &cold_, &to_trim_}) {
-    for (const stack& s : *list) san::tsan_destroy(s.tsan);
-  }
+  for (const stack& s : all_) san::tsan_destroy(s.tsan);
   for (const mapping& m : mappings_) ::munmap(m.addr, m.len);
   if (pidfd_ >= 0) ::close(pidfd_);
 }
@@ -129,8 +152,14 @@ void stack_pool::map_guarded() {
     throw std::bad_alloc();
   }
   mappings_.push_back({base, len});
-  cold_.push_back(stack{.lo = base + page_, .size = size_, .guarded = true});
+  add_cold(stack{.lo = base + page_, .size = size_, .guarded = true});
   ++guarded_count_;
+}
+
+void stack_pool::add_cold(const stack& s) {
+  stack& t = all_.emplace_back(s);
+  t.index = static_cast<std::uint32_t>(all_.size() - 1);
+  cold_.insert(t.index);
 }
 
 void stack_pool::map_slab() {
@@ -151,11 +180,11 @@ void stack_pool::map_slab() {
     // is their own, not a neighbour's.
     guarded = install_guards(pidfd_, guards.data(), kSlabStacks, page_);
   }
-  // Hand out the highest stacks first: an overflow from a bare stack i runs
-  // into stack i-1, so the lowest stack of a slab (overflowing into whatever
-  // lies below) is used last.
-  for (std::size_t i = 0; i < kSlabStacks; ++i) {
-    cold_.push_back(stack{
+  // The highest stacks get the lowest indexes, so they are handed out first:
+  // an overflow from a bare stack i runs into stack i-1, so the lowest stack
+  // of a slab (overflowing into whatever lies below) is used last.
+  for (std::size_t i = kSlabStacks; i-- > 0;) {
+    add_cold(stack{
         .lo = base + i * stride + gap, .size = size_, .guarded = i < guarded, .in_slab = true});
   }
 }
@@ -168,28 +197,23 @@ void stack_pool::take(std::vector<stack>& out, std::size_t n) {
     out_ += n;
     roll_window();
     peak_now_ = std::max(peak_now_, out_);
-    for (; n > 0 && !warm_.empty(); --n) {
-      out.push_back(warm_.back());
-      warm_.pop_back();
+    // Warm stacks first (the few last given back, then the rest in index
+    // order: see the header), then cold ones in index order.
+    for (; n > 0 && !recent_.empty(); --n) {
+      out.push_back(all_[recent_.back()]);
+      recent_.pop_back();
     }
+    for (; n > 0 && warm_.size() > 0; --n) out.push_back(all_[warm_.pop()]);
     first_cold = out.size();
-    // Hand warm stacks out in the same (descending) address order as fresh
-    // slabs: fibers spawned together then sit on neighbouring stacks, and
-    // waking them in spawn order (a closed done channel) walks the page
-    // tables sequentially instead of at random.
-    std::sort(out.begin() + static_cast<std::ptrdiff_t>(before),
-              out.begin() + static_cast<std::ptrdiff_t>(first_cold),
-              [](const stack& a, const stack& b) { return a.lo < b.lo; });
     for (; n > 0; --n) {
-      if (cold_.empty()) {
+      if (cold_.size() == 0) {
         if (!guard_regions_ && guarded_count_ < guarded_budget_) {
           map_guarded();
         } else {
           map_slab();
         }
       }
-      out.push_back(cold_.back());
-      cold_.pop_back();
+      out.push_back(all_[cold_.pop()]);
     }
   }
   // Commit the top page of each cold stack now, in one system call for the
@@ -242,8 +266,13 @@ void stack_pool::give(std::vector<stack>& in) {
     // then the surplus is trimmed.
     const std::size_t keep = std::max(kPoolKeepCommitted, recent_peak());
     for (const stack& s : in) {
-      if (warm_.size() < keep) {
-        warm_.push_back(s);
+      all_[s.index] = s;  // it may have gained a TSan fiber
+      if (recent_.size() + warm_.size() < keep) {
+        if (recent_.size() == kRecent) {  // the older half joins the ordered set
+          for (std::size_t i = 0; i < kRecent / 2; ++i) warm_.insert(recent_[i]);
+          recent_.erase(recent_.begin(), recent_.begin() + kRecent / 2);
+        }
+        recent_.push_back(s.index);
       } else {
         to_trim_.push_back(s);
       }
@@ -268,9 +297,11 @@ void stack_pool::give(std::vector<stack>& in) {
     ::madvise(trim[i].lo, static_cast<std::size_t>(trim[j - 1].top() - trim[i].lo), MADV_DONTNEED);
     i = j;
   }
-  for (stack& s : trim) s.canary_probed = false;  // the canary pages are gone
   std::lock_guard lk(mu_);
-  cold_.insert(cold_.end(), trim.begin(), trim.end());
+  for (const stack& s : trim) {
+    all_[s.index].canary_probed = false;  // the canary pages are gone
+    cold_.insert(s.index);
+  }
 }
 
 stack stack_cache::get() {
