@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -120,7 +122,12 @@ void stack_pool::index_set::insert(std::uint32_t i) {
     bits_.resize(w + 1, 0);
     nonempty_.resize(w / 64 + 1, 0);
   }
-  bits_[w] |= std::uint64_t{1} << (i % 64);
+  const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+  if ((bits_[w] & bit) != 0) {  // would hand one stack to two fibers later
+    std::fprintf(stderr, "goro: internal error: stack %u given back twice\n", i);
+    std::abort();
+  }
+  bits_[w] |= bit;
   nonempty_[w / 64] |= std::uint64_t{1} << (w % 64);
   ++count_;
 }
