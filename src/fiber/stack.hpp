@@ -43,24 +43,27 @@
 // whether the bottom page exists instead of faulting it in to read zeros.
 //
 // Pooling: each P keeps a small cache (no lock, owner only); overflow and
-// refill move batches to and from the global pool (mutex). The pool hands
-// out free stacks in a fixed order, whatever order they came back in: the
-// lowest index first, where indexes follow the slabs (highest stack of a
-// slab first, see map_slab). Fibers spawned together so sit on neighbouring
-// stacks run after run, and running them in turn walks neighbouring page
-// table entries. (A LIFO list shuffled them a little more each time 100k
-// fibers came and went: after ten such bursts a quarter of consecutive
-// fibers had neighbouring stacks instead of nine in ten, and starting one
-// cost 0.8-1.1 us of CPU instead of 0.5-0.6: page walks, dear on a virtual
-// machine.) The pool keeps as
-// many used ("warm") stacks as were in use at the recent peak (remembered for
-// 2 to 4 s), and at least kPoolKeepCommitted; further returned
-// stacks have their pages given back (MADV_DONTNEED, in address-sorted batches
-// so neighbours coalesce into one call) and join the "cold" list with fresh
-// ones, so a burst of fibers does not pin its RSS forever. Warm stacks are
-// reused first. Cold stacks get their top page committed in one batched
-// call when a P's cache takes them (process_madvise, Linux 6.13+; elsewhere
-// the fiber's first write faults it in).
+// refill move batches to and from the global pool (mutex).
+//
+// The pool hands out free stacks in a fixed order, whatever order they came
+// back in: the lowest index first, where indexes follow the slabs (highest
+// stack of a slab first, see map_slab). Fibers spawned together so sit on
+// neighbouring stacks run after run, and running them in turn walks
+// neighbouring page table entries. (A LIFO list shuffled them a little more
+// each time 100k fibers came and went: after ten such bursts a quarter of
+// consecutive fibers had neighbouring stacks instead of nine in ten, and
+// starting one cost 0.8-1.1 us of CPU instead of 0.5-0.6: page walks, dear
+// on a virtual machine.)
+//
+// The pool keeps as many used ("warm") stacks as were in use at the recent
+// peak (remembered for 2 to 4 s), and at least kPoolKeepCommitted; further
+// returned stacks have their pages given back (MADV_DONTNEED, in
+// address-sorted batches so neighbours coalesce into one call) and join the
+// "cold" set with fresh ones, so a burst of fibers does not pin its RSS
+// forever. Warm stacks are reused first. Cold stacks get their top page
+// committed in one batched call when a P's cache takes them
+// (process_madvise, Linux 6.13+; elsewhere the fiber's first write faults it
+// in).
 // All mappings are unmapped when the runtime shuts down.
 //
 // Alternatives rejected: segmented/copying stacks (Go's) need compiler
