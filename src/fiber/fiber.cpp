@@ -104,7 +104,7 @@ void check_stack(fiber* f, bool read_canary = false) {
 void start(worker* w, fiber* f) {
   f->stk = w->p->stacks.get();
   f->stack_top.store(f->stk.top(), std::memory_order_relaxed);
-  san::asan_unpoison_stack(f->stk.lo, f->stk.size);
+  san::asan_unpoison(f->stk.lo, f->stk.size);
   set_ctx(f, bctx::make_fcontext(f->stk.top(), f->stk.size, &fiber_entry));
   // A TSan fiber is expensive to create (~1 MiB of state cleared) and TSan
   // allows only ~8k of them, so one lives with each stack and is reused by

@@ -47,9 +47,11 @@ inline void asan_finish_switch(void* fake_stack_save) {
 #endif
 }
 
-// A recycled stack still carries the poison of the dead fiber's frames (it
-// never returned through them): clear it before a new fiber runs there.
-inline void asan_unpoison_stack(const void* lo, std::size_t size) {
+// Marks [lo, lo + size) addressable. A recycled stack still carries the
+// poison of the dead fiber's frames (it never returned through them): clear
+// it before a new fiber runs there, and before the memory is unmapped (the
+// shadow outlives the mapping).
+inline void asan_unpoison(const void* lo, std::size_t size) {
 #ifdef GORO_ASAN
   __asan_unpoison_memory_region(lo, size);
 #else

@@ -147,7 +147,13 @@ std::uint32_t stack_pool::index_set::pop() {
 stack_pool::~stack_pool() {
   std::lock_guard lk(mu_);
   for (const stack& s : all_) san::tsan_destroy(s.tsan);
-  for (const mapping& m : mappings_) ::munmap(m.addr, m.len);
+  for (const mapping& m : mappings_) {
+    // ASan's shadow outlives the mapping: the poison that dead fibers'
+    // frames left would fault whatever is mapped here next (a fiber record,
+    // the program's own memory).
+    san::asan_unpoison(m.addr, m.len);
+    ::munmap(m.addr, m.len);
+  }
   if (pidfd_ >= 0) ::close(pidfd_);
 }
 

@@ -680,6 +680,9 @@ void fiber_arena::carve(std::vector<fiber*>& out, std::size_t n) {
       void* c =
           ::mmap(nullptr, kChunkBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (c == MAP_FAILED) throw std::bad_alloc();
+      // Fresh memory is addressable, whatever ASan's shadow still says of
+      // an earlier mapping at this address.
+      san::asan_unpoison(c, kChunkBytes);
 #ifdef GORO_ASAN
       // Records hold the only pointers to their tasks' captures: let the
       // leak checker see them, as it sees the heap.
