@@ -59,6 +59,24 @@ inline void asan_unpoison(const void* lo, std::size_t size) {
 #endif
 }
 
+// Memory the leak checker should scan for pointers, as it scans the heap
+// (mappings of ours that hold the only pointers to heap objects).
+inline void lsan_add_root(const void* p, std::size_t size) {
+#ifdef GORO_ASAN
+  __lsan_register_root_region(p, size);
+#else
+  (void)p, (void)size;
+#endif
+}
+
+inline void lsan_remove_root(const void* p, std::size_t size) {
+#ifdef GORO_ASAN
+  __lsan_unregister_root_region(p, size);
+#else
+  (void)p, (void)size;
+#endif
+}
+
 inline void* tsan_current() {
 #ifdef GORO_TSAN
   return __tsan_get_current_fiber();

@@ -203,8 +203,7 @@ void stack_pool::map_slab() {
 }
 
 void stack_pool::take(std::vector<stack>& out, std::size_t n) {
-  const std::size_t before = out.size();
-  std::size_t first_cold = before;
+  std::size_t first_cold = out.size();
   {
     std::lock_guard lk(mu_);
     out_ += n;

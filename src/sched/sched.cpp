@@ -662,9 +662,7 @@ std::int64_t live_fibers(sched* s) {
 fiber_arena::~fiber_arena() {
   std::lock_guard lk(mu_);
   for (void* c : chunks_) {
-#ifdef GORO_ASAN
-    __lsan_unregister_root_region(c, kChunkBytes);
-#endif
+    san::lsan_remove_root(c, kChunkBytes);
     ::munmap(c, kChunkBytes);
   }
 }
@@ -683,11 +681,8 @@ void fiber_arena::carve(std::vector<fiber*>& out, std::size_t n) {
       // Fresh memory is addressable, whatever ASan's shadow still says of
       // an earlier mapping at this address.
       san::asan_unpoison(c, kChunkBytes);
-#ifdef GORO_ASAN
-      // Records hold the only pointers to their tasks' captures: let the
-      // leak checker see them, as it sees the heap.
-      __lsan_register_root_region(c, kChunkBytes);
-#endif
+      // Records hold the only pointers to their tasks' captures.
+      san::lsan_add_root(c, kChunkBytes);
       chunks_.push_back(c);
       next_ = static_cast<char*>(c);
       end_ = next_ + kChunkBytes;
