@@ -56,8 +56,12 @@ struct elem_traits {
   static void deliver(void* dst, void* src) {
     static_cast<std::optional<T>*>(dst)->emplace(std::move(*static_cast<T*>(src)));
   }
-  static constexpr elem_ops ops = {&construct, &destroy, &deliver, sizeof(T),
-                                   std::is_nothrow_move_constructible_v<T>};
+  static constexpr elem_ops ops = {.construct = &construct,
+                                   .destroy = &destroy,
+                                   .deliver = &deliver,
+                                   .size = sizeof(T),
+                                   .align = alignof(T),
+                                   .nothrow_move = std::is_nothrow_move_constructible_v<T>};
 };
 
 template <class T>
@@ -86,9 +90,9 @@ class chan_impl final : public chan_base {
   }
 
  private:
-  // One block: the slots, then (for the lock-free ring) their sequence
-  // numbers. Called before inline_ is "constructed", which is fine for raw
-  // bytes: only its address is taken.
+  // One block: the slots (for the lock-free ring, cells of a sequence
+  // number and a slot). Called before inline_ is "constructed", which is
+  // fine for raw bytes: only its address is taken.
   static unsigned char* allocate(std::size_t cap, unsigned char* inline_buf) {
     const std::size_t bytes = storage_bytes(cap, &elem_traits<T>::ops);
     if (bytes <= kInlineBytes) return inline_buf;

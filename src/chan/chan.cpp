@@ -166,8 +166,8 @@ chan_base::chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
       ops_(ops),
       buf_(buf),
       lockfree_(uses_ring(cap, ops)),
-      seqs_(lockfree_ ? reinterpret_cast<std::atomic<std::uint64_t>*>(buf + seqs_offset(cap, ops))
-                      : nullptr),
+      cell_stride_(cell_stride(ops)),
+      value_offset_(value_offset(ops)),
       ring_mod_(cap) {
   recvq_.count = &waiters_;
   sendq_.count = &waiters_;
@@ -175,7 +175,7 @@ chan_base::chan_base(std::size_t cap, const elem_ops* ops, unsigned char* buf)
 
 void chan_base::init_storage() {
   for (std::size_t i = 0; lockfree_ && i < cap_; ++i) {
-    ::new (static_cast<void*>(&seqs_[i])) std::atomic<std::uint64_t>(2 * i);
+    ::new (static_cast<void*>(&cell_seq(i))) std::atomic<std::uint64_t>(2 * i);
   }
 }
 
@@ -187,14 +187,15 @@ chan_base::push_result chan_base::ring_push(void* src) {
   std::uint64_t pos = tail_.load(std::memory_order_relaxed);
   for (;;) {
     if ((pos & kClosedBit) != 0) return push_result::closed;
-    std::atomic<std::uint64_t>& seq = seqs_[ring_mod_.mod(pos)];
+    const std::size_t i = ring_mod_.mod(pos);
+    std::atomic<std::uint64_t>& seq = cell_seq(i);
     const std::uint64_t s = seq.load(std::memory_order_acquire);
     const auto diff = static_cast<std::int64_t>(s - 2 * pos);
     if (diff == 0) {
       // seq_cst: the claim is the fast side of the Dekker with waiters_.
       if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
-        ops_->construct(slot(ring_mod_.mod(pos)), src);
+        ops_->construct(cell_slot(i), src);
         seq.store(2 * pos + 1, std::memory_order_release);
         return push_result::pushed;
       }
@@ -209,13 +210,14 @@ chan_base::push_result chan_base::ring_push(void* src) {
 bool chan_base::ring_pop(void* dst) {
   std::uint64_t pos = head_.load(std::memory_order_relaxed);
   for (;;) {
-    std::atomic<std::uint64_t>& seq = seqs_[ring_mod_.mod(pos)];
+    const std::size_t i = ring_mod_.mod(pos);
+    std::atomic<std::uint64_t>& seq = cell_seq(i);
     const std::uint64_t s = seq.load(std::memory_order_acquire);
     const auto diff = static_cast<std::int64_t>(s - (2 * pos + 1));
     if (diff == 0) {
       if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
-        void* e = slot(ring_mod_.mod(pos));
+        void* e = cell_slot(i);
         if (dst != nullptr) ops_->deliver(dst, e);
         ops_->destroy(e);
         seq.store(2 * (pos + cap_), std::memory_order_release);

@@ -373,6 +373,58 @@ BOOST_DATA_TEST_CASE(close_racing_senders, bdata::make(kProcs), procs) {
   });
 }
 
+// The ring keeps each value next to its sequence number, in cells padded to
+// the element's alignment: elements of odd sizes and of alignments up to a
+// cache line must each get an aligned slot of their own. Every byte of a
+// payload is checked on arrival (a neighbour's write would show), and the
+// move constructor counts the elements it built at misaligned addresses.
+namespace chan_test {
+std::atomic<int> misaligned{0};
+template <std::size_t Size, std::size_t Align>
+struct alignas(Align) payload {
+  int v = 0;
+  unsigned char fill[Size];
+  explicit payload(int x) : v(x) {
+    for (std::size_t i = 0; i < Size; ++i) fill[i] = static_cast<unsigned char>(x * 31 + i);
+  }
+  payload(payload&& o) noexcept : v(o.v) {
+    std::copy(std::begin(o.fill), std::end(o.fill), fill);
+    if (reinterpret_cast<std::uintptr_t>(this) % Align != 0) misaligned.fetch_add(1);
+  }
+  int checked() const {
+    for (std::size_t i = 0; i < Size; ++i) {
+      if (fill[i] != static_cast<unsigned char>(v * 31 + i)) return -1;
+    }
+    return v;
+  }
+};
+
+template <std::size_t Size, std::size_t Align>
+void check_payload_ring() {
+  using T = payload<Size, Align>;
+  static_assert(std::is_nothrow_move_constructible_v<T>);  // so it takes the ring
+  for (std::size_t cap : {1, 3, 7, 64}) {
+    check_exact_multiset<T>(
+        cap, [](int v) { return T(v); }, [](const T& t) { return t.checked(); });
+  }
+}
+}  // namespace chan_test
+
+BOOST_DATA_TEST_CASE(ring_cells_of_any_size_and_alignment, bdata::make(kProcs), procs) {
+  chan_test::misaligned = 0;
+  goro::run({.maxprocs = procs}, [] {
+    chan_test::check_payload_ring<1, 1>();
+    chan_test::check_payload_ring<3, 4>();
+    chan_test::check_payload_ring<13, 16>();
+    chan_test::check_payload_ring<60, 32>();
+    chan_test::check_payload_ring<100, 64>();
+    chan_test::check_exact_multiset<std::string>(
+        5, [](int v) { return std::string(40, 'x') + std::to_string(v); },
+        [](const std::string& s) { return std::stoi(s.substr(40)); });
+  });
+  BOOST_TEST(chan_test::misaligned.load() == 0);
+}
+
 // The ring maps positions to slots with a multiply instead of a division:
 // checked against `%` for divisors that are and are not powers of two, at
 // small positions, around every power of two, and at random 64-bit ones.

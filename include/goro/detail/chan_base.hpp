@@ -18,6 +18,7 @@
 // several channels of different types in address order) can share this code.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +46,7 @@ struct elem_ops {
   void (*destroy)(void* obj);               // destroy the T at obj
   void (*deliver)(void* dst, void* src);    // move *src into a receiver's dst
   std::size_t size;
+  std::size_t align;  // alignof(T)
   bool nothrow_move;  // T's move constructor cannot throw
 };
 
@@ -134,11 +136,10 @@ class chan_base {
            !closed_flag_.load(std::memory_order_acquire);
   }
 
-  // Bytes of the storage block a channel of `cap` elements needs: the slots,
-  // then the ring's sequence numbers if it uses the lock-free ring.
+  // Bytes of the storage block a channel of `cap` elements needs: the
+  // slots, or for the lock-free ring its cells (see below).
   static std::size_t storage_bytes(std::size_t cap, const elem_ops* ops) {
-    return seqs_offset(cap, ops) +
-           (uses_ring(cap, ops) ? cap * sizeof(std::atomic<std::uint64_t>) : 0);
+    return cap * (uses_ring(cap, ops) ? cell_stride(ops) : ops->size);
   }
 
  protected:
@@ -153,14 +154,18 @@ class chan_base {
   void* slot(std::size_t i) const { return buf_ + i * ops_->size; }
 
   // ---- the lock-free ring (buffered channels of nothrow-movable T) ----
-  // Vyukov's bounded MPMC queue: slot i holds seqs_[i]; a sender claims
-  // position p (tail_) when seqs_[p % cap] == 2p, constructs, then publishes
-  // 2p + 1; a receiver claims p (head_) when seqs_[p % cap] == 2p + 1, moves
-  // out, then frees the slot for the next lap with 2(p + cap). (Doubled so
-  // that "filled at p" and "free for p + 1" differ even when cap is 1.)
-  // close() sets
-  // kClosedBit in tail_ under the lock, so a send either claimed its slot
-  // before the close or fails: send and close stay linearizable.
+  // Vyukov's bounded MPMC queue: cell i is a sequence number followed by a
+  // slot; a sender claims position p (tail_) when seq(p % cap) == 2p,
+  // constructs, then publishes 2p + 1; a receiver claims p (head_) when
+  // seq(p % cap) == 2p + 1, moves out, then frees the slot for the next lap
+  // with 2(p + cap). (Doubled so that "filled at p" and "free for p + 1"
+  // differ even when cap is 1.) The number and the value share a cache
+  // line, as in Vyukov's cells: an operation moves that line and its
+  // position counter's between cores, where separate arrays of numbers and
+  // values moved three lines (see HACKING.md, "The lock-free ring").
+  // close() sets kClosedBit in tail_ under the lock, so a send either
+  // claimed its slot before the close or fails: send and close stay
+  // linearizable.
   enum class push_result { pushed, full, closed };
   push_result ring_push(void* src);
   bool ring_pop(void* dst);  // dst null: destroy the element
@@ -209,17 +214,27 @@ class chan_base {
   static bool uses_ring(std::size_t cap, const elem_ops* ops) {
     return cap > 0 && ops->nothrow_move;
   }
-  static std::size_t seqs_offset(std::size_t cap, const elem_ops* ops) {
-    constexpr std::size_t a = alignof(std::atomic<std::uint64_t>);
-    return (cap * ops->size + a - 1) / a * a;
+  // A cell: the sequence number, then the value at value_offset(), padded
+  // to the alignment of both.
+  static std::size_t value_offset(const elem_ops* ops) {
+    return std::max(sizeof(std::atomic<std::uint64_t>), ops->align);
   }
+  static std::size_t cell_stride(const elem_ops* ops) {
+    const std::size_t a = std::max(alignof(std::atomic<std::uint64_t>), ops->align);
+    return (value_offset(ops) + ops->size + a - 1) / a * a;
+  }
+  std::atomic<std::uint64_t>& cell_seq(std::size_t i) const {
+    return *reinterpret_cast<std::atomic<std::uint64_t>*>(buf_ + i * cell_stride_);
+  }
+  void* cell_slot(std::size_t i) const { return buf_ + i * cell_stride_ + value_offset_; }
 
   const std::size_t cap_;
   const elem_ops* const ops_;
-  unsigned char* const buf_;                // cap_ slots of ops_->size bytes
-  const bool lockfree_;                     // buffered and T nothrow-movable: use the ring
-  std::atomic<std::uint64_t>* const seqs_;  // lockfree_: cap_ sequence numbers, after the slots
-  const fast_mod ring_mod_;                 // position % cap_ without a division
+  unsigned char* const buf_;        // cap_ slots of ops_->size bytes, or cap_ cells
+  const bool lockfree_;             // buffered and T nothrow-movable: use the ring
+  const std::size_t cell_stride_;   // lockfree_: bytes per cell
+  const std::size_t value_offset_;  // lockfree_: the value's offset in its cell
+  const fast_mod ring_mod_;         // position % cap_ without a division
 
   mutable spinlock mu_;  // the channel lock (a leaf: held only briefly)
   // Waiters linked in recvq_ + sendq_ (changed under mu_, read lock-free by
